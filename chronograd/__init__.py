@@ -1,0 +1,47 @@
+"""chronograd: differentiable molecular simulation in JAX.
+
+Importing chronograd enables JAX's 64-bit mode: validation is done in float64 (as OpenMM's
+Reference platform does); pass float32 arrays to compute in single precision.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+from chronograd.errors import (  # noqa: E402
+    ChronogradError,
+    InputError,
+    SchemaError,
+    UnsupportedForceError,
+)
+from chronograd.interop.openmm import from_openmm, to_openmm  # noqa: E402
+from chronograd.system import (  # noqa: E402
+    System,
+    forces_fn,
+    hessian_fn,
+    hessian_vector_product_fn,
+    mixed_jvp_fn,
+    mixed_vjp_fn,
+    param_gradient_fn,
+)
+from chronograd.system.serialize import load, save  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChronogradError",
+    "InputError",
+    "SchemaError",
+    "System",
+    "UnsupportedForceError",
+    "forces_fn",
+    "from_openmm",
+    "hessian_fn",
+    "hessian_vector_product_fn",
+    "load",
+    "mixed_jvp_fn",
+    "mixed_vjp_fn",
+    "param_gradient_fn",
+    "save",
+    "to_openmm",
+]

@@ -1,0 +1,286 @@
+"""OpenMM interop: import any OpenMM System as a differentiable chronograd System, export back.
+
+Supported forces: HarmonicBondForce, HarmonicAngleForce, PeriodicTorsionForce, NonbondedForce
+(NoCutoff, CutoffNonPeriodic, CutoffPeriodic, Ewald, PME; exceptions, switching, dispersion
+correction) and CMMotionRemover (no energy; ignored). Anything else raises
+UnsupportedForceError naming the force, so energies are never silently incomplete.
+
+Imported parameters are "frozen" values in the parameter pytree: plain arrays that ``jax.grad``
+reaches like any other parameters. OpenMM's internal units are chronograd's, so values pass
+through unchanged and the round trip ``to_openmm(from_openmm(s))`` is exact.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from chronograd.errors import UnsupportedForceError
+from chronograd.potentials.dispersion import lj_classes
+from chronograd.potentials.ewald import ewald_parameters, pme_parameters
+from chronograd.system.nonbonded import NonbondedTerm
+from chronograd.system.system import System
+from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
+
+_METHOD_NAMES = {
+    0: "NoCutoff",
+    1: "CutoffNonPeriodic",
+    2: "CutoffPeriodic",
+    3: "Ewald",
+    4: "PME",
+    5: "LJPME",
+}
+
+
+def _value(q) -> float:
+    """A float in OpenMM's md unit system (nm, ps, kJ/mol, e, amu, rad)."""
+    import openmm.unit as u
+
+    if u.is_quantity(q):
+        return float(q.value_in_unit_system(u.md_unit_system))
+    return float(q)
+
+
+def _unique_name(base: str, used: set[str]) -> str:
+    name, k = base, 2
+    while name in used:
+        name, k = f"{base}_{k}", k + 1
+    used.add(name)
+    return name
+
+
+def _import_bonds(force):
+    n = force.getNumBonds()
+    atoms = np.zeros((n, 2), np.int32)
+    length, k = np.zeros(n), np.zeros(n)
+    for b in range(n):
+        i, j, r0, kb = force.getBondParameters(b)
+        atoms[b] = i, j
+        length[b], k[b] = _value(r0), _value(kb)
+    return atoms, {"length": length, "k": k}
+
+
+def _import_angles(force):
+    n = force.getNumAngles()
+    atoms = np.zeros((n, 3), np.int32)
+    angle, k = np.zeros(n), np.zeros(n)
+    for a in range(n):
+        i, j, l, theta0, ka = force.getAngleParameters(a)
+        atoms[a] = i, j, l
+        angle[a], k[a] = _value(theta0), _value(ka)
+    return atoms, {"angle": angle, "k": k}
+
+
+def _import_torsions(force):
+    n = force.getNumTorsions()
+    atoms = np.zeros((n, 4), np.int32)
+    periodicity = np.zeros(n, np.int32)
+    phase, k = np.zeros(n), np.zeros(n)
+    for t in range(n):
+        i, j, l, m, per, ph, kt = force.getTorsionParameters(t)
+        atoms[t] = i, j, l, m
+        periodicity[t] = per
+        phase[t], k[t] = _value(ph), _value(kt)
+    return atoms, periodicity, {"phase": phase, "k": k}
+
+
+def _import_nonbonded(force, index: int, name: str, box) -> tuple[NonbondedTerm, dict]:
+    method = _METHOD_NAMES[force.getNonbondedMethod()]
+    where = f"NonbondedForce (force index {index})"
+    if method == "LJPME":
+        raise UnsupportedForceError(
+            f"{where} uses LJPME, which chronograd does not support yet; use PME with a"
+            " dispersion correction (setNonbondedMethod(NonbondedForce.PME))"
+        )
+    if force.getNumGlobalParameters() or force.getNumParticleParameterOffsets() or (
+        force.getNumExceptionParameterOffsets()
+    ):
+        raise UnsupportedForceError(
+            f"{where} has global parameters or parameter offsets, which chronograd does not"
+            " support; bake the offsets into the particle and exception parameters"
+        )
+    n = force.getNumParticles()
+    charge, sigma, epsilon = np.zeros(n), np.zeros(n), np.zeros(n)
+    for a in range(n):
+        q, s, e = force.getParticleParameters(a)
+        charge[a], sigma[a], epsilon[a] = _value(q), _value(s), _value(e)
+    ne = force.getNumExceptions()
+    ex_atoms = np.zeros((ne, 2), np.int32)
+    ex_q, ex_s, ex_e = np.zeros(ne), np.zeros(ne), np.zeros(ne)
+    for x in range(ne):
+        i, j, qq, s, e = force.getExceptionParameters(x)
+        ex_atoms[x] = i, j
+        ex_q[x], ex_s[x], ex_e[x] = _value(qq), _value(s), _value(e)
+    cutoff = _value(force.getCutoffDistance())
+    tol = float(force.getEwaldErrorTolerance())
+    alpha, grid, explicit = 0.0, None, False
+    if method == "PME":
+        a0, nx, ny, nz = force.getPMEParameters()
+        if _value(a0) != 0.0:
+            alpha, grid, explicit = _value(a0), (int(nx), int(ny), int(nz)), True
+        else:
+            alpha, grid = pme_parameters(cutoff, tol, box)
+    elif method == "Ewald":
+        alpha, grid = ewald_parameters(cutoff, tol, box)
+    classes, counts = lj_classes(sigma, epsilon)
+    term = NonbondedTerm(
+        name=name,
+        n_atoms=n,
+        method=method,
+        exception_atoms=ex_atoms,
+        lj_class=classes,
+        lj_class_counts=counts,
+        cutoff=cutoff,
+        switch_distance=_value(force.getSwitchingDistance())
+        if force.getUseSwitchingFunction()
+        else None,
+        reaction_field_dielectric=float(force.getReactionFieldDielectric()),
+        ewald_error_tolerance=tol,
+        alpha=alpha,
+        grid=grid,
+        use_dispersion_correction=bool(force.getUseDispersionCorrection()),
+        exceptions_use_periodic=bool(force.getExceptionsUsePeriodicBoundaryConditions()),
+        explicit_pme_parameters=explicit,
+    )
+    params = {
+        "charge": charge,
+        "sigma": sigma,
+        "epsilon": epsilon,
+        "exception_charge_prod": ex_q,
+        "exception_sigma": ex_s,
+        "exception_epsilon": ex_e,
+    }
+    return term, params
+
+
+def from_openmm(openmm_system) -> System:
+    """Import an ``openmm.System``; parameters become a differentiable pytree.
+
+    Raises:
+        UnsupportedForceError: for a force or feature chronograd cannot evaluate (named).
+    """
+    import openmm
+
+    n = openmm_system.getNumParticles()
+    for a in range(n):
+        if openmm_system.isVirtualSite(a):
+            raise UnsupportedForceError(
+                f"particle {a} is a virtual site; importing OpenMM virtual sites is not"
+                " supported yet (e.g. TIP4P-Ew); use a 3-site water model"
+            )
+    masses = np.array([_value(openmm_system.getParticleMass(a)) for a in range(n)])
+    vecs = openmm_system.getDefaultPeriodicBoxVectors()
+    box = np.array([[_value(c) for c in v] for v in vecs])
+    nc = openmm_system.getNumConstraints()
+    constraints = np.zeros((nc, 2), np.int32)
+    distances = np.zeros(nc)
+    for c in range(nc):
+        i, j, d = openmm_system.getConstraintParameters(c)
+        constraints[c] = i, j
+        distances[c] = _value(d)
+
+    terms, params, used = [], {}, set()
+    for index, force in enumerate(openmm_system.getForces()):
+        periodic = bool(force.usesPeriodicBoundaryConditions())
+        if isinstance(force, openmm.CMMotionRemover):
+            continue
+        if isinstance(force, openmm.HarmonicBondForce):
+            name = _unique_name("harmonic_bond", used)
+            atoms, p = _import_bonds(force)
+            terms.append(HarmonicBondTerm(name, atoms, periodic))
+        elif isinstance(force, openmm.HarmonicAngleForce):
+            name = _unique_name("harmonic_angle", used)
+            atoms, p = _import_angles(force)
+            terms.append(HarmonicAngleTerm(name, atoms, periodic))
+        elif isinstance(force, openmm.PeriodicTorsionForce):
+            name = _unique_name("periodic_torsion", used)
+            atoms, per, p = _import_torsions(force)
+            terms.append(PeriodicTorsionTerm(name, atoms, per, periodic))
+        elif isinstance(force, openmm.NonbondedForce):
+            name = _unique_name("nonbonded", used)
+            term, p = _import_nonbonded(force, index, name, box)
+            terms.append(term)
+        else:
+            raise UnsupportedForceError(
+                f"force index {index} is a {type(force).__name__}, which chronograd does not"
+                " support; supported: HarmonicBondForce, HarmonicAngleForce,"
+                " PeriodicTorsionForce, NonbondedForce, CMMotionRemover. Remove it from the"
+                " System (or convert it) before importing"
+            )
+        params[name] = {k: jnp.asarray(v) for k, v in p.items()}
+    periodic_system = any(getattr(t, "periodic", False) for t in terms)
+    return System(
+        masses=masses,
+        terms=tuple(terms),
+        params=params,
+        box=box if periodic_system else None,
+        constraints=constraints,
+        constraint_distances=distances,
+    )
+
+
+def to_openmm(system: System, params=None):
+    """Export to an ``openmm.System`` with the given parameters (default: ``system.params``)."""
+    import openmm
+
+    params = system.params if params is None else params
+    out = openmm.System()
+    for m in np.asarray(system.masses):
+        out.addParticle(float(m))
+    if system.box is not None:
+        out.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*map(float, v)) for v in system.box])
+    for (i, j), d in zip(system.constraints, system.constraint_distances, strict=True):
+        out.addConstraint(int(i), int(j), float(d))
+    for term in system.terms:
+        p = {k: np.asarray(v, dtype=np.float64) for k, v in params[term.name].items()}
+        if isinstance(term, HarmonicBondTerm):
+            f = openmm.HarmonicBondForce()
+            for (i, j), r0, k in zip(term.atoms, p["length"], p["k"], strict=True):
+                f.addBond(int(i), int(j), float(r0), float(k))
+        elif isinstance(term, HarmonicAngleTerm):
+            f = openmm.HarmonicAngleForce()
+            for (i, j, l), a0, k in zip(term.atoms, p["angle"], p["k"], strict=True):
+                f.addAngle(int(i), int(j), int(l), float(a0), float(k))
+        elif isinstance(term, PeriodicTorsionTerm):
+            f = openmm.PeriodicTorsionForce()
+            for (i, j, l, m), n, ph, k in zip(
+                term.atoms, term.periodicity, p["phase"], p["k"], strict=True
+            ):
+                f.addTorsion(int(i), int(j), int(l), int(m), int(n), float(ph), float(k))
+        elif isinstance(term, NonbondedTerm):
+            f = _export_nonbonded(term, p)
+        else:  # pragma: no cover - every term kind is handled above
+            raise TypeError(f"cannot export term {term.name!r} of kind {term.kind}")
+        if hasattr(f, "setUsesPeriodicBoundaryConditions"):
+            f.setUsesPeriodicBoundaryConditions(bool(term.periodic))
+        out.addForce(f)
+    return out
+
+
+def _export_nonbonded(term: NonbondedTerm, p):
+    import openmm
+
+    f = openmm.NonbondedForce()
+    method = {v: k for k, v in _METHOD_NAMES.items()}[term.method]
+    f.setNonbondedMethod(method)
+    f.setCutoffDistance(float(term.cutoff))
+    if term.switch_distance is not None:
+        f.setUseSwitchingFunction(True)
+        f.setSwitchingDistance(float(term.switch_distance))
+    f.setReactionFieldDielectric(float(term.reaction_field_dielectric))
+    f.setEwaldErrorTolerance(float(term.ewald_error_tolerance))
+    f.setUseDispersionCorrection(bool(term.use_dispersion_correction))
+    f.setExceptionsUsePeriodicBoundaryConditions(bool(term.exceptions_use_periodic))
+    if term.explicit_pme_parameters:
+        f.setPMEParameters(float(term.alpha), *map(int, term.grid))
+    for q, s, e in zip(p["charge"], p["sigma"], p["epsilon"], strict=True):
+        f.addParticle(float(q), float(s), float(e))
+    for (i, j), qq, s, e in zip(
+        term.exception_atoms,
+        p["exception_charge_prod"],
+        p["exception_sigma"],
+        p["exception_epsilon"],
+        strict=True,
+    ):
+        f.addException(int(i), int(j), float(qq), float(s), float(e))
+    return f

@@ -1,0 +1,68 @@
+"""Nonbonded pair kernels, each a function of the pair distance r (nm) and per-pair parameters.
+
+These are shared by all-pairs, neighbor-list and exception evaluation, which differ only in
+the pair indices they pass in (see ``nonbonded_pair_energy``).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax.scipy.special import erf, erfc
+
+from chronograd.space.periodic import minimum_image
+from chronograd.units import ONE_4PI_EPS0
+
+
+def lennard_jones(r, sigma, epsilon):
+    """4 eps ((sigma/r)^12 - (sigma/r)^6), kJ/mol."""
+    s6 = (sigma / r) ** 6
+    return 4.0 * epsilon * (s6 * s6 - s6)
+
+
+def switching_function(r, switch_distance, cutoff):
+    """OpenMM's switch S(x) = 1 - 6x^5 + 15x^4 - 10x^3, x = (r - r_s)/(r_c - r_s); 1 below r_s."""
+    x = jnp.clip((r - switch_distance) / (cutoff - switch_distance), 0.0, 1.0)
+    return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
+
+
+def coulomb(r, charge_prod):
+    """Plain Coulomb K qq / r, kJ/mol."""
+    return ONE_4PI_EPS0 * charge_prod / r
+
+
+def reaction_field_constants(cutoff, dielectric):
+    """(k_rf, c_rf) of OpenMM's reaction-field cutoff (CutoffNonPeriodic / CutoffPeriodic)."""
+    k_rf = (dielectric - 1.0) / ((2.0 * dielectric + 1.0) * cutoff**3)
+    c_rf = 3.0 * dielectric / ((2.0 * dielectric + 1.0) * cutoff)
+    return k_rf, c_rf
+
+
+def coulomb_reaction_field(r, charge_prod, k_rf, c_rf):
+    """K qq (1/r + k_rf r^2 - c_rf), kJ/mol."""
+    return ONE_4PI_EPS0 * charge_prod * (1.0 / r + k_rf * r * r - c_rf)
+
+
+def coulomb_ewald_direct(r, charge_prod, alpha):
+    """Real-space Ewald term K qq erfc(alpha r) / r, kJ/mol."""
+    return ONE_4PI_EPS0 * charge_prod * erfc(alpha * r) / r
+
+
+def coulomb_ewald_exclusion(r, charge_prod, alpha):
+    """Removes the reciprocal-space interaction of an excluded pair: -K qq erf(alpha r) / r."""
+    return -ONE_4PI_EPS0 * charge_prod * erf(alpha * r) / r
+
+
+def pair_distances(positions, box, pairs):
+    """Distances of pairs [P, 2] (padded entries j == N allowed), with a validity mask.
+
+    Returns (r [P], mask [P]); padded entries get r = 1 so kernels stay finite, and the
+    double-``where`` keeps their gradients exactly zero. A real pair at r = 0 is a genuine
+    singularity and gives an infinite energy, which the caller reports.
+    """
+    n = positions.shape[0]
+    i, j = pairs[:, 0], pairs[:, 1]
+    mask = (j < n) & (i < n)
+    dr = minimum_image(positions[jnp.minimum(i, n - 1)] - positions[jnp.minimum(j, n - 1)], box)
+    r2 = jnp.sum(dr * dr, axis=-1)
+    r = jnp.sqrt(jnp.where(mask, r2, 1.0))
+    return r, mask

@@ -1,0 +1,254 @@
+"""Cell list -> Verlet neighbor list with a skin, fixed capacity and an overflow flag.
+
+The list is a half list: row i holds the atoms j > i within ``cutoff + skin`` of atom i
+(minimum image), padded with ``n_atoms``. Excluded pairs (1-2, 1-3, exceptions) are removed at
+build time using a sorted array of pair keys, so memory is O(N): there is never an N x N mask.
+
+It has the ``(allocate, update)`` shape: ``allocate`` runs on the host once and chooses static
+capacities from the actual positions; ``update`` is a pure function usable inside ``jit`` and
+``lax.scan``. It rebuilds only when an atom has moved more than half the skin (or the box
+changed), and sets ``did_overflow`` when a capacity is exceeded. The host then calls
+``allocate`` again (``regrow``) and re-runs the chunk, keeping the last good state.
+
+Candidate atoms come from the 27 surrounding cells of a grid over the box whose cells are at
+least ``cutoff + skin`` wide. Boxes with fewer than three cells along an axis, and non-periodic
+systems, use all atoms as candidates (processed in chunks to bound memory).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from chronograd.space.periodic import check_reduced_box, minimum_image
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclass(frozen=True)
+class NeighborList:
+    """Neighbor-list state.
+
+    Attributes:
+        idx: [N, max_neighbors] int; row i lists j > i, padded with N.
+        reference_positions: [N, 3] positions at the last rebuild, nm.
+        reference_box: [3, 3] box at the last rebuild (zeros when non-periodic), nm.
+        did_overflow: bool scalar; True when a capacity was exceeded since allocation.
+        cell_dims: static number of cells per axis, or None for all-pairs candidates.
+        cell_capacity: static maximum atoms per cell.
+    """
+
+    idx: jax.Array
+    reference_positions: jax.Array
+    reference_box: jax.Array
+    did_overflow: jax.Array
+    cell_dims: tuple[int, int, int] | None = None
+    cell_capacity: int = 0
+
+    def tree_flatten(self):
+        children = (self.idx, self.reference_positions, self.reference_box, self.did_overflow)
+        return children, (self.cell_dims, self.cell_capacity)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children, *aux)
+
+    @property
+    def max_neighbors(self) -> int:
+        return self.idx.shape[1]
+
+    def pairs(self) -> jax.Array:
+        """[N * max_neighbors, 2] pair indices; padded entries have j == N."""
+        n, m = self.idx.shape
+        i = jnp.repeat(jnp.arange(n, dtype=self.idx.dtype), m)
+        return jnp.stack([i, self.idx.reshape(-1)], axis=1)
+
+
+class NeighborListFns(NamedTuple):
+    """``allocate(positions, box=None)`` on the host; ``update(positions, nbrs, box=None)``
+    pure and jit-able."""
+
+    allocate: Callable[..., NeighborList]
+    update: Callable[..., NeighborList]
+
+
+def exclusion_keys(exclusions, n_atoms: int) -> np.ndarray:
+    """Sorted unique int64 keys i * N + j (i < j) for an [E, 2] list of excluded pairs."""
+    ex = np.asarray(exclusions, dtype=np.int64).reshape(-1, 2)
+    lo, hi = np.minimum(ex[:, 0], ex[:, 1]), np.maximum(ex[:, 0], ex[:, 1])
+    return np.unique(lo * n_atoms + hi)
+
+
+def _is_excluded(i, j, keys, n_atoms):
+    if keys.shape[0] == 0:
+        return jnp.zeros(jnp.broadcast_shapes(i.shape, j.shape), dtype=bool)
+    key = jnp.minimum(i, j).astype(jnp.int64) * n_atoms + jnp.maximum(i, j)
+    pos = jnp.clip(jnp.searchsorted(keys, key), 0, keys.shape[0] - 1)
+    return keys[pos] == key
+
+
+_OFFSETS = np.array(
+    [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], dtype=np.int32
+)
+
+
+def neighbor_list(
+    n_atoms: int,
+    cutoff: float,
+    *,
+    skin: float = 0.1,
+    exclusions=None,
+    capacity_multiplier: float = 1.25,
+    chunk_size: int = 1024,
+) -> NeighborListFns:
+    """Make a neighbor list for ``n_atoms`` atoms.
+
+    Args:
+        n_atoms: number of atoms N.
+        cutoff: interaction cutoff, nm.
+        skin: extra distance kept in the list so that it stays valid for several steps, nm.
+        exclusions: [E, 2] atom pairs never listed (their interactions are computed
+            elsewhere, e.g. as exceptions).
+        capacity_multiplier: head room over the counts seen at allocation.
+        chunk_size: atoms processed at once while building (bounds peak memory).
+
+    Returns:
+        NeighborListFns(allocate, update).
+    """
+    list_cutoff = float(cutoff) + float(skin)
+    keys = jnp.asarray(exclusion_keys([] if exclusions is None else exclusions, n_atoms))
+    n = int(n_atoms)
+
+    def _cell_dims(box) -> tuple[int, int, int] | None:
+        if box is None:
+            return None
+        widths = np.diag(np.asarray(box))
+        dims = tuple(int(w // list_cutoff) for w in widths)
+        return dims if min(dims) >= 3 else None
+
+    def _cell_table(positions, box, dims, capacity):
+        s = positions @ jnp.linalg.inv(box)
+        s = s - jnp.floor(s)
+        d = jnp.asarray(dims)
+        c = jnp.clip(jnp.floor(s * d).astype(jnp.int32), 0, d - 1)
+        cid = (c[:, 0] * dims[1] + c[:, 1]) * dims[2] + c[:, 2]
+        order = jnp.argsort(cid)
+        sorted_cid = cid[order]
+        ncell = dims[0] * dims[1] * dims[2]
+        starts = jnp.searchsorted(sorted_cid, jnp.arange(ncell), side="left")
+        ends = jnp.searchsorted(sorted_cid, jnp.arange(ncell), side="right")
+        counts = ends - starts
+        k = jnp.arange(capacity)
+        slot = jnp.clip(starts[:, None] + k[None, :], 0, n - 1)
+        table = jnp.where(k[None, :] < counts[:, None], order[slot], n)
+        return c, table, jnp.max(counts)
+
+    def _candidates(atom_ids, cells, table, dims):
+        if dims is None:
+            return jnp.broadcast_to(jnp.arange(n), (atom_ids.shape[0], n))
+        d = jnp.asarray(dims)
+        nb = (cells[atom_ids][:, None, :] + jnp.asarray(_OFFSETS)[None]) % d
+        nid = (nb[..., 0] * dims[1] + nb[..., 1]) * dims[2] + nb[..., 2]
+        return table[nid].reshape(atom_ids.shape[0], -1)
+
+    def _build(positions, box, dims, cell_capacity, max_neighbors):
+        """Returns (idx [N, M], max count per atom, max atoms per cell)."""
+        if dims is not None:
+            cells, table, max_cell = _cell_table(positions, box, dims, cell_capacity)
+        else:
+            cells, table, max_cell = None, None, jnp.asarray(0)
+        n_chunks = max(1, math.ceil(n / chunk_size))
+        padded = jnp.arange(n_chunks * chunk_size).reshape(n_chunks, chunk_size)
+
+        def one_chunk(atom_ids):
+            ids = jnp.minimum(atom_ids, n - 1)
+            cand = _candidates(ids, cells, table, dims)
+            dr = minimum_image(positions[ids][:, None, :] - positions[jnp.minimum(cand, n - 1)], box)
+            r2 = jnp.sum(dr * dr, axis=-1)
+            valid = (
+                (cand < n)
+                & (cand > ids[:, None])
+                & (atom_ids[:, None] < n)
+                & (r2 < list_cutoff**2)
+                & ~_is_excluded(ids[:, None], cand, keys, n)
+            )
+            count = jnp.sum(valid, axis=1)
+            slot = jnp.cumsum(valid, axis=1) - 1
+            slot = jnp.where(valid & (slot < max_neighbors), slot, max_neighbors)
+            rows = jnp.full((atom_ids.shape[0], max_neighbors + 1), n, dtype=jnp.int32)
+            rows = jax.vmap(lambda r, s, c: r.at[s].set(c))(rows, slot, cand.astype(jnp.int32))
+            return rows[:, :max_neighbors], jnp.max(count)
+
+        rows, counts = jax.lax.map(one_chunk, padded)
+        return rows.reshape(-1, max_neighbors)[:n], jnp.max(counts), max_cell
+
+    cell_table_jit = jax.jit(_cell_table, static_argnums=(2, 3))
+    build_jit = jax.jit(_build, static_argnums=(2, 3, 4))
+
+    def allocate(positions, box=None) -> NeighborList:
+        positions = jnp.asarray(positions)
+        if box is not None:
+            box = jnp.asarray(check_reduced_box(box), dtype=positions.dtype)
+        dims = _cell_dims(box)
+        cell_capacity = 0
+        if dims is not None:
+            _, _, max_cell = cell_table_jit(positions, box, dims, 1)
+            cell_capacity = int(math.ceil(int(max_cell) * capacity_multiplier)) + 1
+        # Count with a generous width, then size the list from the real maximum.
+        _, max_count, _ = build_jit(positions, box, dims, cell_capacity, 1)
+        max_neighbors = max(1, int(math.ceil(int(max_count) * capacity_multiplier)))
+        max_neighbors = min(max_neighbors, max(n - 1, 1))
+        idx, _, _ = build_jit(positions, box, dims, cell_capacity, max_neighbors)
+        ref_box = box if box is not None else jnp.zeros((3, 3), positions.dtype)
+        return NeighborList(idx, positions, ref_box, jnp.asarray(False), dims, cell_capacity)
+
+    def update(positions, nbrs: NeighborList, box=None) -> NeighborList:
+        ref_box = nbrs.reference_box
+        box_arr = box if box is not None else jnp.zeros((3, 3), positions.dtype)
+        moved = minimum_image(positions - nbrs.reference_positions, box)
+        max_move2 = jnp.max(jnp.sum(moved * moved, axis=-1))
+        box_changed = jnp.any(box_arr != ref_box)
+        needs_rebuild = (max_move2 > (0.5 * skin) ** 2) | box_changed
+        too_small = jnp.asarray(False)
+        if nbrs.cell_dims is not None:
+            widths = jnp.stack([box[0, 0], box[1, 1], box[2, 2]])
+            too_small = jnp.any(widths / jnp.asarray(nbrs.cell_dims) < list_cutoff)
+
+        def rebuild(_):
+            idx, max_count, max_cell = _build(
+                positions, box, nbrs.cell_dims, nbrs.cell_capacity, nbrs.max_neighbors
+            )
+            overflow = (max_count > nbrs.max_neighbors) | (max_cell > nbrs.cell_capacity)
+            return idx, positions, box_arr, overflow
+
+        def keep(_):
+            return nbrs.idx, nbrs.reference_positions, ref_box, jnp.asarray(False)
+
+        idx, ref_pos, new_box, overflow = jax.lax.cond(needs_rebuild, rebuild, keep, None)
+        return NeighborList(
+            idx,
+            ref_pos,
+            new_box,
+            nbrs.did_overflow | overflow | too_small,
+            nbrs.cell_dims,
+            nbrs.cell_capacity,
+        )
+
+    return NeighborListFns(allocate, jax.jit(update))
+
+
+def update_or_regrow(fns: NeighborListFns, positions, nbrs: NeighborList, box=None):
+    """Host-side update: run the jitted ``update``; on overflow, allocate again with capacities
+    sized for the new positions (a larger list, re-traced once) and return that instead.
+
+    Returns (neighbor list, regrown: bool).
+    """
+    new = fns.update(positions, nbrs, box)
+    if bool(new.did_overflow):
+        return fns.allocate(positions, box), True
+    return new, False

@@ -1,0 +1,100 @@
+"""Periodic boxes: minimum-image displacement and wrapping.
+
+Box vectors are the rows of a [3, 3] array in nm, in OpenMM's reduced form::
+
+    a = (ax, 0, 0),  b = (bx, by, 0),  c = (cx, cy, cz)
+    ax > 0, by > 0, cz > 0,  ax >= 2|bx|,  ax >= 2|cx|,  by >= 2|cy|
+
+which every OpenMM System uses. In this form the minimum image of a displacement is found by
+removing whole c, then b, then a vectors (the same order as OpenMM), exact whenever the cutoff
+is at most half the smallest perpendicular box width. ``box=None`` means no periodicity.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from chronograd.errors import InputError
+
+
+def check_reduced_box(box, *, where: str = "box") -> np.ndarray:
+    """Validate box vectors on the host; return them as a float64 [3, 3] array.
+
+    Raises:
+        InputError: naming what is wrong when the shape, finiteness or reduced form fails.
+    """
+    b = np.asarray(box, dtype=np.float64)
+    if b.shape != (3, 3):
+        raise InputError(f"{where}: expected box vectors of shape (3, 3) in nm, got {b.shape}")
+    if not np.all(np.isfinite(b)):
+        raise InputError(f"{where}: box vectors contain NaN or infinity: {b.tolist()}")
+    if b[0, 1] != 0 or b[0, 2] != 0 or b[1, 2] != 0:
+        raise InputError(
+            f"{where}: box vectors must be in OpenMM's reduced form (a along x, b in the xy "
+            f"plane); got a={b[0].tolist()}, b={b[1].tolist()}"
+        )
+    if min(b[0, 0], b[1, 1], b[2, 2]) <= 0:
+        raise InputError(f"{where}: box diagonal must be positive, got {np.diag(b).tolist()}")
+    tol = 1e-6 * b[0, 0]
+    if (
+        b[0, 0] + tol < 2 * abs(b[1, 0])
+        or b[0, 0] + tol < 2 * abs(b[2, 0])
+        or b[1, 1] + tol < 2 * abs(b[2, 1])
+    ):
+        raise InputError(
+            f"{where}: box vectors are not reduced (need ax >= 2|bx|, ax >= 2|cx|, by >= 2|cy|);"
+            " reduce them as OpenMM's System.setDefaultPeriodicBoxVectors requires"
+        )
+    return b
+
+
+def box_volume(box):
+    """Volume of a reduced box, nm^3."""
+    return box[0, 0] * box[1, 1] * box[2, 2]
+
+
+def perpendicular_widths(box):
+    """Distances between opposite faces of a reduced box, nm: (ax, by, cz)."""
+    return jnp.stack([box[0, 0], box[1, 1], box[2, 2]])
+
+
+def minimum_image(dr, box):
+    """Minimum-image displacement vectors.
+
+    Args:
+        dr: [..., 3] displacements r_i - r_j, nm.
+        box: [3, 3] reduced box vectors (rows), nm, or None for no periodicity.
+
+    Returns:
+        [..., 3] displacements with whole box vectors removed.
+    """
+    if box is None:
+        return dr
+    dr = dr - jnp.round(dr[..., 2:3] / box[2, 2]) * box[2]
+    dr = dr - jnp.round(dr[..., 1:2] / box[1, 1]) * box[1]
+    dr = dr - jnp.round(dr[..., 0:1] / box[0, 0]) * box[0]
+    return dr
+
+
+def displacement(positions, i, j, box):
+    """r_i - r_j for index arrays i, j (minimum image when ``box`` is given)."""
+    return minimum_image(positions[i] - positions[j], box)
+
+
+def fractional_coordinates(positions, box):
+    """Fractional coordinates s with positions = s @ box, [N, 3] (not wrapped)."""
+    return positions @ jnp.linalg.inv(box)
+
+
+def wrap_positions(positions, box):
+    """Wrap positions into the primary cell [0, 1)^3 in fractional coordinates."""
+    s = fractional_coordinates(positions, box)
+    return (s - jnp.floor(s)) @ box
+
+
+def safe_norm(v, axis=-1):
+    """Euclidean norm whose gradient is zero (not NaN) at v = 0 (the double-``where`` trick)."""
+    sq = jnp.sum(v * v, axis=axis)
+    nonzero = sq > 0
+    return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0)

@@ -1,0 +1,27 @@
+"""Systems: static energy terms plus parameter pytrees, and their derivatives."""
+
+from chronograd.system.derivatives import (
+    forces_fn,
+    hessian_fn,
+    hessian_vector_product_fn,
+    mixed_jvp_fn,
+    mixed_vjp_fn,
+    param_gradient_fn,
+)
+from chronograd.system.nonbonded import NonbondedTerm
+from chronograd.system.system import System
+from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
+
+__all__ = [
+    "HarmonicAngleTerm",
+    "HarmonicBondTerm",
+    "NonbondedTerm",
+    "PeriodicTorsionTerm",
+    "System",
+    "forces_fn",
+    "hessian_fn",
+    "hessian_vector_product_fn",
+    "mixed_jvp_fn",
+    "mixed_vjp_fn",
+    "param_gradient_fn",
+]

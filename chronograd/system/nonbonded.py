@@ -1,0 +1,170 @@
+"""The nonbonded term: Lennard-Jones and Coulomb with OpenMM NonbondedForce semantics.
+
+Methods (OpenMM's names): ``NoCutoff``, ``CutoffNonPeriodic`` and ``CutoffPeriodic`` (Coulomb
+as reaction field), ``Ewald`` and ``PME``. For every method:
+
+* ordinary pairs use Lorentz-Berthelot combination, sigma = (s_i + s_j)/2, eps = sqrt(e_i e_j),
+  are truncated at the cutoff (LJ optionally switched, never shifted) and come from the pair
+  list passed in (all pairs or a neighbor list: the same code);
+* exceptions (scaled 1-4 pairs, and exclusions, which are exceptions with zero parameters)
+  are a sparse list with their own charge product, sigma and epsilon, computed without cutoff;
+* with Ewald/PME the reciprocal-space interaction of every exception pair is removed and the
+  self energy added; with a periodic cutoff the dispersion correction C/V may be added.
+
+Energies are reported as two terms, Lennard-Jones (with LJ exceptions and the dispersion
+correction) and Coulomb (everything electrostatic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import jax.numpy as jnp
+import numpy as np
+
+from chronograd.errors import InputError
+from chronograd.potentials import ewald, pair
+from chronograd.potentials.dispersion import dispersion_coefficient
+from chronograd.space.neighbor_list import exclusion_keys
+from chronograd.space.periodic import box_volume, minimum_image
+
+METHODS = ("NoCutoff", "CutoffNonPeriodic", "CutoffPeriodic", "Ewald", "PME")
+PERIODIC_METHODS = ("CutoffPeriodic", "Ewald", "PME")
+
+
+def _safe_sqrt(x):
+    """sqrt with a zero (not infinite) derivative at 0, for eps_ij = sqrt(e_i e_j) with e = 0."""
+    pos = x > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class NonbondedTerm:
+    """Static description of a NonbondedForce.
+
+    Params: {"charge" [N] e, "sigma" [N] nm, "epsilon" [N] kJ/mol,
+    "exception_charge_prod" [E] e^2, "exception_sigma" [E] nm, "exception_epsilon" [E] kJ/mol}.
+    ``alpha`` (1/nm) and ``grid`` (PME grid or Ewald k_max) are fixed at build time from the
+    default box, as OpenMM fixes them when a Context is created.
+    """
+
+    name: str
+    n_atoms: int
+    method: str
+    exception_atoms: np.ndarray
+    lj_class: np.ndarray
+    lj_class_counts: np.ndarray
+    cutoff: float = 1.0
+    switch_distance: float | None = None
+    reaction_field_dielectric: float = 78.3
+    ewald_error_tolerance: float = 5e-4
+    alpha: float = 0.0
+    grid: tuple[int, int, int] | None = None
+    use_dispersion_correction: bool = True
+    exceptions_use_periodic: bool = False
+    explicit_pme_parameters: bool = False
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    kind: ClassVar[str] = "nonbonded"
+    param_names: ClassVar[tuple[str, ...]] = (
+        "charge",
+        "sigma",
+        "epsilon",
+        "exception_charge_prod",
+        "exception_sigma",
+        "exception_epsilon",
+    )
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise InputError(f"nonbonded method {self.method!r} is not one of {METHODS}")
+
+    @property
+    def periodic(self) -> bool:
+        return self.method in PERIODIC_METHODS
+
+    @property
+    def uses_cutoff(self) -> bool:
+        return self.method != "NoCutoff"
+
+    def term_names(self) -> tuple[str, ...]:
+        if self.name == "nonbonded":
+            return ("lennard_jones", "coulomb")
+        return (f"{self.name}.lennard_jones", f"{self.name}.coulomb")
+
+    def dense_pairs(self) -> np.ndarray:
+        """All i < j pairs that are not exceptions, [P, 2] (built once, on the host)."""
+        if "dense" not in self._cache:
+            i, j = np.triu_indices(self.n_atoms, 1)
+            keys = i.astype(np.int64) * self.n_atoms + j
+            keep = ~np.isin(keys, exclusion_keys(self.exception_atoms, self.n_atoms))
+            self._cache["dense"] = np.stack([i[keep], j[keep]], axis=1).astype(np.int32)
+        return self._cache["dense"]
+
+    def energy_terms(self, positions, box, params, pairs=None):
+        """{"lennard_jones": E, "coulomb": E} in kJ/mol; ``pairs`` [P, 2] (padding j == N)."""
+        if self.periodic and box is None:
+            raise InputError(
+                f"nonbonded method {self.method} needs periodic box vectors, but box is None;"
+                " pass box=[[ax,0,0],[bx,by,0],[cx,cy,cz]] in nm (e.g. from the PDB CRYST1)"
+            )
+        b = box if self.periodic else None
+        if pairs is None:
+            pairs = jnp.asarray(self.dense_pairs())
+        q, sig, eps = params["charge"], params["sigma"], params["epsilon"]
+
+        r, mask = pair.pair_distances(positions, b, pairs)
+        n = self.n_atoms
+        i = jnp.minimum(pairs[:, 0], n - 1)
+        j = jnp.minimum(pairs[:, 1], n - 1)
+        if self.uses_cutoff:
+            mask = mask & (r < self.cutoff)
+        lj = pair.lennard_jones(r, 0.5 * (sig[i] + sig[j]), _safe_sqrt(eps[i] * eps[j]))
+        if self.switch_distance is not None:
+            lj = lj * pair.switching_function(r, self.switch_distance, self.cutoff)
+        qq = q[i] * q[j]
+        if self.method == "NoCutoff":
+            coul = pair.coulomb(r, qq)
+        elif self.method in ("CutoffNonPeriodic", "CutoffPeriodic"):
+            k_rf, c_rf = pair.reaction_field_constants(self.cutoff, self.reaction_field_dielectric)
+            coul = pair.coulomb_reaction_field(r, qq, k_rf, c_rf)
+        else:
+            coul = pair.coulomb_ewald_direct(r, qq, self.alpha)
+        e_lj = jnp.sum(jnp.where(mask, lj, 0.0))
+        e_coul = jnp.sum(jnp.where(mask, coul, 0.0))
+
+        ex = jnp.asarray(self.exception_atoms)
+        if ex.shape[0] > 0:
+            d = positions[ex[:, 0]] - positions[ex[:, 1]]
+            d_ex = minimum_image(d, b) if self.exceptions_use_periodic else d
+            r_ex = jnp.sqrt(jnp.sum(d_ex * d_ex, axis=-1))
+            e_lj = e_lj + jnp.sum(
+                pair.lennard_jones(r_ex, params["exception_sigma"], params["exception_epsilon"])
+            )
+            e_coul = e_coul + jnp.sum(pair.coulomb(r_ex, params["exception_charge_prod"]))
+            if self.method in ("Ewald", "PME"):
+                d_p = minimum_image(d, b)
+                r_p = jnp.sqrt(jnp.sum(d_p * d_p, axis=-1))
+                qq_ex = q[ex[:, 0]] * q[ex[:, 1]]
+                e_coul = e_coul + jnp.sum(pair.coulomb_ewald_exclusion(r_p, qq_ex, self.alpha))
+
+        if self.method in ("Ewald", "PME"):
+            e_coul = e_coul + ewald.ewald_self_energy(q, self.alpha)
+            if self.method == "PME":
+                e_coul = e_coul + ewald.pme_reciprocal_energy(positions, b, q, self.alpha, self.grid)
+            else:
+                e_coul = e_coul + ewald.ewald_reciprocal_energy(
+                    positions, b, q, self.alpha, self.grid
+                )
+        if self.periodic and self.use_dispersion_correction:
+            coeff = dispersion_coefficient(
+                sig,
+                eps,
+                jnp.asarray(self.lj_class),
+                self.lj_class_counts,
+                self.cutoff,
+                self.switch_distance,
+            )
+            e_lj = e_lj + coeff / box_volume(b)
+        names = self.term_names()
+        return {names[0]: e_lj, names[1]: e_coul}

@@ -1,0 +1,187 @@
+"""System: static energy terms (index arrays) + a parameter pytree, and its energy functions.
+
+``System.energy_fn()`` returns the pure function ``U(positions, box, params) -> kJ/mol`` that
+everything else (forces, Hessians, parameter gradients, dynamics) is derived from by JAX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from chronograd.errors import InputError
+from chronograd.space.neighbor_list import NeighborListFns, neighbor_list
+from chronograd.space.periodic import check_reduced_box
+from chronograd.system.nonbonded import NonbondedTerm
+
+# Above this many atoms, host-side evaluation of a cutoff system uses a neighbor list.
+NEIGHBOR_LIST_MIN_ATOMS = 1500
+
+
+@dataclass(frozen=True, eq=False)
+class System:
+    """A differentiable molecular system.
+
+    Attributes:
+        masses: [N] amu.
+        terms: energy terms (static index arrays and options).
+        params: parameter pytree, ``params[term.name][attribute]`` -> array.
+        box: default periodic box vectors [3, 3] nm (rows, OpenMM reduced form), or None.
+        constraints: [C, 2] int atom pairs held at ``constraint_distances`` [C] nm.
+    """
+
+    masses: np.ndarray
+    terms: tuple
+    params: dict
+    box: np.ndarray | None = None
+    constraints: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))
+    constraint_distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.masses.shape[0])
+
+    @property
+    def nonbonded(self) -> NonbondedTerm | None:
+        found = [t for t in self.terms if isinstance(t, NonbondedTerm)]
+        return found[0] if found else None
+
+    @property
+    def periodic(self) -> bool:
+        nb = self.nonbonded
+        return bool(nb is not None and nb.periodic) or any(
+            getattr(t, "periodic", False) for t in self.terms if t is not nb
+        )
+
+    def term_names(self) -> tuple[str, ...]:
+        return tuple(name for t in self.terms for name in t.term_names())
+
+    def with_params(self, params) -> System:
+        """The same system with another parameter pytree."""
+        return replace(self, params=params, _cache={})
+
+    # ---- pure energy functions -------------------------------------------------------------
+
+    def energy_terms_fn(self, *, neighbor_list: bool = False):
+        """Pure ``terms(positions, box, params[, neighbors]) -> dict[str, kJ/mol]``."""
+        terms = self.terms
+
+        def energy_terms(positions, box, params, neighbors=None):
+            pairs = None if neighbors is None else neighbors.pairs()
+            out = {}
+            for term in terms:
+                out.update(term.energy_terms(positions, box, params[term.name], pairs))
+            return out
+
+        if neighbor_list:
+            return energy_terms
+        return lambda positions, box, params: energy_terms(positions, box, params)
+
+    def energy_fn(self, *, neighbor_list: bool = False):
+        """Pure potential energy function, kJ/mol.
+
+        Returns ``U(positions [N,3] nm, box [3,3] nm | None, params)`` or, with
+        ``neighbor_list=True``, ``U(positions, box, params, neighbors)`` where ``neighbors``
+        comes from ``system.neighbor_list()``. Both are jit-able and differentiable in
+        positions, box and params.
+        """
+        terms_fn = self.energy_terms_fn(neighbor_list=True)
+
+        def energy(positions, box, params, neighbors=None):
+            return sum(terms_fn(positions, box, params, neighbors).values())
+
+        if neighbor_list:
+            return energy
+        return lambda positions, box, params: energy(positions, box, params)
+
+    def neighbor_list(self, *, skin: float = 0.1, capacity_multiplier: float = 1.25):
+        """Neighbor list for this system's nonbonded cutoff, with its exceptions excluded."""
+        nb = self.nonbonded
+        if nb is None or not nb.uses_cutoff:
+            raise InputError(
+                "this system has no nonbonded cutoff, so a neighbor list does not apply;"
+                " use energy_fn() (all pairs)"
+            )
+        key = ("nl", skin, capacity_multiplier)
+        if key not in self._cache:
+            self._cache[key] = neighbor_list(
+                self.n_atoms,
+                nb.cutoff,
+                skin=skin,
+                exclusions=nb.exception_atoms,
+                capacity_multiplier=capacity_multiplier,
+            )
+        fns: NeighborListFns = self._cache[key]
+        return fns
+
+    # ---- host-side conveniences ------------------------------------------------------------
+
+    def check_inputs(self, positions, box=None):
+        """Validate positions (and box) on the host; returns float64 arrays.
+
+        Raises InputError naming the first bad atom, or explaining a missing box.
+        """
+        pos = np.asarray(positions, dtype=np.float64)
+        if pos.ndim != 2 or pos.shape[1] != 3:
+            raise InputError(f"positions must have shape (N, 3) in nm, got {pos.shape}")
+        if pos.shape[0] != self.n_atoms:
+            raise InputError(
+                f"the system has {self.n_atoms} atoms but {pos.shape[0]} positions were given"
+            )
+        bad = np.flatnonzero(~np.all(np.isfinite(pos), axis=1))
+        if bad.size:
+            raise InputError(
+                f"positions of {bad.size} atom(s) are NaN or infinite, first at atom index"
+                f" {int(bad[0])}: {pos[bad[0]].tolist()}"
+            )
+        if box is None:
+            box = self.box
+        if box is None:
+            if self.periodic:
+                raise InputError(
+                    "this system is periodic (PME, Ewald or a periodic cutoff) but no box was"
+                    " given and it has no default box; pass box vectors in nm"
+                )
+            return pos, None
+        return pos, check_reduced_box(box)
+
+    def _uses_neighbor_list(self) -> bool:
+        nb = self.nonbonded
+        return bool(nb is not None and nb.uses_cutoff and self.n_atoms >= NEIGHBOR_LIST_MIN_ATOMS)
+
+    def _evaluate(self, what: str, positions, box, params):
+        pos, box = self.check_inputs(positions, box)
+        params = self.params if params is None else params
+        use_nl = self._uses_neighbor_list()
+        key = (what, use_nl, box is None)
+        if key not in self._cache:
+            terms_fn = self.energy_terms_fn(neighbor_list=True)
+            if what == "terms":
+                fn = terms_fn
+            else:
+                def total(x, b, p, nbrs):
+                    return sum(terms_fn(x, b, p, nbrs).values())
+                fn = jax.value_and_grad(total)
+            self._cache[key] = jax.jit(fn)
+        nbrs = self.neighbor_list().allocate(pos, box) if use_nl else None
+        pos_j = jnp.asarray(pos)
+        box_j = None if box is None else jnp.asarray(box)
+        return self._cache[key](pos_j, box_j, params, nbrs)
+
+    def energy_terms(self, positions, box=None, params=None) -> dict[str, float]:
+        """Energy of each term, kJ/mol (host floats)."""
+        out = self._evaluate("terms", positions, box, params)
+        return {k: float(v) for k, v in out.items()}
+
+    def energy(self, positions, box=None, params=None) -> float:
+        """Total potential energy, kJ/mol."""
+        return float(self._evaluate("grad", positions, box, params)[0])
+
+    def energy_and_forces(self, positions, box=None, params=None) -> tuple[float, np.ndarray]:
+        """(energy kJ/mol, forces [N, 3] kJ/mol/nm)."""
+        e, g = self._evaluate("grad", positions, box, params)
+        return float(e), -np.asarray(g)
