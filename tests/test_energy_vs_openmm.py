@@ -1,0 +1,157 @@
+"""Per-term energies and forces vs OpenMM (Reference platform, double precision) on real systems.
+
+Tolerances from the issue: non-PME terms relative energy error <= 1e-6 and max force error
+<= 1e-3 kJ/mol/nm. PME uses the same alpha and grid as OpenMM, so it is held to the same
+bounds (OpenMM's own Ewald error at these settings is ~1e-4 relative, far larger).
+"""
+
+import itertools
+
+import numpy as np
+import openmm
+import openmm.app as app
+import openmm.unit as u
+import pytest
+from reference_systems import (
+    nonbonded_only,
+    openmm_energy_forces,
+    villin,
+    water_box,
+    water_box_topology,
+)
+
+import chronograd as cg
+from chronograd.potentials.dispersion import dispersion_coefficient
+from chronograd.units import ONE_4PI_EPS0
+
+REL_ENERGY = 1e-6
+MAX_FORCE = 1e-3
+
+OPENMM_TERM = {
+    "HarmonicBondForce": "harmonic_bond",
+    "HarmonicAngleForce": "harmonic_angle",
+    "PeriodicTorsionForce": "periodic_torsion",
+}
+
+
+def compare_with_openmm(omm, pos, box):
+    system = cg.from_openmm(omm)
+    terms = system.energy_terms(pos, box)
+    energy, forces = system.energy_and_forces(pos, box)
+    e_ref, f_ref = openmm_energy_forces(omm, pos, box)
+    assert abs(energy - e_ref) <= REL_ENERGY * abs(e_ref)
+    assert np.abs(forces - f_ref).max() <= MAX_FORCE
+    # bonded terms: one force group each
+    for k, f in enumerate(omm.getForces()):
+        f.setForceGroup(k)
+    for k, f in enumerate(omm.getForces()):
+        name = OPENMM_TERM.get(type(f).__name__)
+        if name is None:
+            continue
+        e_k, _ = openmm_energy_forces(omm, pos, box, groups={k})
+        assert abs(terms[name] - e_k) <= REL_ENERGY * max(abs(e_k), 1.0), name
+    # nonbonded: Lennard-Jones only (charges zeroed) and Coulomb only (epsilons zeroed)
+    bonded = sum(v for k, v in terms.items() if k not in ("lennard_jones", "coulomb"))
+    for part, name in (("lj", "lennard_jones"), ("coulomb", "coulomb")):
+        e_p, f_p = openmm_energy_forces(nonbonded_only(omm, part), pos, box)
+        assert abs(terms[name] - (e_p - bonded)) <= REL_ENERGY * abs(e_p - bonded), name
+    return system, energy, e_ref
+
+
+def test_water_box_pme():
+    omm, pos, box = water_box(method=app.PME, ewaldErrorTolerance=1e-6)
+    assert omm.getNumParticles() >= 2500
+    compare_with_openmm(omm, pos, box)
+
+
+def test_water_box_pme_alpha_and_grid_match_openmm_context():
+    for tol in (5e-4, 1e-5, 1e-6):
+        omm, pos, box = water_box(method=app.PME, ewaldErrorTolerance=tol)
+        system = cg.from_openmm(omm)
+        nb = [f for f in omm.getForces() if isinstance(f, openmm.NonbondedForce)][0]
+        ctx = openmm.Context(omm, openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("Reference"))
+        alpha, nx, ny, nz = nb.getPMEParametersInContext(ctx)
+        assert system.nonbonded.grid == (nx, ny, nz)
+        assert system.nonbonded.alpha == pytest.approx(alpha, rel=1e-14)
+
+
+def test_water_box_reaction_field():
+    omm, pos, box = water_box(method=app.CutoffPeriodic)
+    compare_with_openmm(omm, pos, box)
+
+
+def test_water_box_switching_and_dispersion_correction():
+    omm, pos, box = water_box(method=app.PME, switchDistance=0.75 * u.nanometer)
+    system, _, _ = compare_with_openmm(omm, pos, box)
+    assert system.nonbonded.switch_distance == pytest.approx(0.75)
+    assert system.nonbonded.use_dispersion_correction
+
+
+def test_small_water_box_ewald():
+    omm, pos, box = water_box(method=app.Ewald, cutoff=0.7, box_nm=1.8)
+    compare_with_openmm(omm, pos, box)
+
+
+def solvated_triclinic(vectors, method, cutoff):
+    ff = app.ForceField("amber14/tip3p.xml")
+    modeller = app.Modeller(app.Topology(), [])
+    modeller.addSolvent(ff, boxVectors=[openmm.Vec3(*v) * u.nanometer for v in vectors])
+    omm = ff.createSystem(modeller.topology, nonbondedMethod=method,
+                          nonbondedCutoff=cutoff * u.nanometer, rigidWater=False)
+    box = np.array(modeller.topology.getPeriodicBoxVectors().value_in_unit(u.nanometer))
+    pos = np.array(modeller.positions.value_in_unit(u.nanometer))
+    return omm, pos, box
+
+
+def test_triclinic_water_pme():
+    vectors = ((3.2, 0, 0), (0.6, 3.1, 0), (-0.5, 0.7, 3.0))
+    omm, pos, box = solvated_triclinic(vectors, app.PME, 0.9)
+    compare_with_openmm(omm, pos, box)
+
+
+def test_dodecahedron_pairs_equal_exhaustive_image_search():
+    """In a rhombic dodecahedron OpenMM's Reference platform differs from an exhaustive
+    image search (its CPU platform agrees with it); so the reference here is that search."""
+    d = 2.4
+    omm, pos, box = solvated_triclinic(((d, 0, 0), (0, d, 0), (d / 2, d / 2, d / 2**0.5)),
+                                       app.CutoffPeriodic, 0.8)
+    system = cg.from_openmm(omm)
+    terms = system.energy_terms(pos, box)
+    nb, p = system.nonbonded, system.params["nonbonded"]
+    q, sig, eps = (np.asarray(p[k]) for k in ("charge", "sigma", "epsilon"))
+    i, j = nb.dense_pairs().T
+    dr = pos[i] - pos[j]
+    r = np.full(len(i), np.inf)
+    for a, b, c in itertools.product((-1, 0, 1), repeat=3):
+        r = np.minimum(r, np.linalg.norm(dr + a * box[0] + b * box[1] + c * box[2], axis=1))
+    inside = r < nb.cutoff
+    s6 = (0.5 * (sig[i] + sig[j]) / r) ** 6
+    lj = np.sum((4 * np.sqrt(eps[i] * eps[j]) * (s6 * s6 - s6))[inside])
+    k_rf = (78.3 - 1) / ((2 * 78.3 + 1) * 0.8**3)
+    c_rf = 3 * 78.3 / ((2 * 78.3 + 1) * 0.8)
+    coul = np.sum((ONE_4PI_EPS0 * q[i] * q[j] * (1 / r + k_rf * r**2 - c_rf))[inside])
+    ex = nb.exception_atoms
+    r_ex = np.linalg.norm(pos[ex[:, 0]] - pos[ex[:, 1]], axis=1)
+    coul += np.sum(ONE_4PI_EPS0 * np.asarray(p["exception_charge_prod"]) / r_ex)
+    disp = float(dispersion_coefficient(p["sigma"], p["epsilon"], nb.lj_class,
+                                        nb.lj_class_counts, nb.cutoff)) / np.linalg.det(box)
+    assert terms["lennard_jones"] == pytest.approx(lj + disp, rel=1e-10)
+    assert terms["coulomb"] == pytest.approx(coul, rel=1e-10)
+
+
+@pytest.mark.parametrize("method", [app.NoCutoff, app.CutoffNonPeriodic])
+def test_villin_amber14_vacuum(method):
+    omm, pos, box = villin(False, method=method)
+    compare_with_openmm(omm, pos, None)
+
+
+def test_villin_amber14_solvated_pme():
+    omm, pos, box = villin(True)
+    assert omm.getNumParticles() > 8000
+    compare_with_openmm(omm, pos, box)
+
+
+def test_water_topology_is_deterministic():
+    _, pos, _ = water_box_topology(3.0)
+    assert pos.shape[0] >= 2500

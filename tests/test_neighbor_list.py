@@ -1,0 +1,100 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import openmm.app as app
+import pytest
+from reference_systems import water_box
+
+import chronograd as cg
+from chronograd.space.neighbor_list import neighbor_list, update_or_regrow
+from chronograd.space.periodic import minimum_image
+
+
+def pair_set(nbrs, n):
+    p = np.asarray(nbrs.pairs())
+    p = p[p[:, 1] < n]
+    return {(int(i), int(j)) for i, j in p}
+
+
+def brute_pairs(pos, box, cutoff, exclusions=()):
+    n = len(pos)
+    i, j = np.triu_indices(n, 1)
+    d = np.asarray(minimum_image(jnp.asarray(pos[i] - pos[j]), None if box is None else jnp.asarray(box)))
+    keep = np.linalg.norm(d, axis=1) < cutoff
+    ex = {tuple(sorted(e)) for e in exclusions}
+    return {(int(a), int(b)) for a, b in zip(i[keep], j[keep], strict=True)} - ex
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        np.diag([4.0, 4.4, 3.9]),  # cell-list path (>= 3 cells per axis)
+        np.array([[4.0, 0, 0], [1.1, 3.9, 0], [-1.3, 1.2, 3.7]]),  # triclinic, cell list
+        np.diag([2.0, 2.0, 2.0]),  # too small for cells: all-pairs candidates
+        None,  # non-periodic
+    ],
+)
+def test_neighbor_list_finds_exactly_the_pairs_within_cutoff(box):
+    rng = np.random.default_rng(2)
+    n = 600
+    pos = rng.uniform(0, 4.0, size=(n, 3))
+    exclusions = np.array([[k, k + 1] for k in range(0, n - 1, 7)])
+    cutoff, skin = 0.9, 0.2
+    fns = neighbor_list(n, cutoff, skin=skin, exclusions=exclusions)
+    nbrs = fns.allocate(pos, box)
+    assert not bool(nbrs.did_overflow)
+    assert pair_set(nbrs, n) == brute_pairs(pos, box, cutoff + skin, exclusions)
+    # small moves: list kept, still a superset of the pairs within the cutoff
+    moved = pos + rng.normal(scale=0.02, size=pos.shape)
+    nbrs2 = fns.update(jnp.asarray(moved), nbrs, None if box is None else jnp.asarray(box))
+    assert not bool(nbrs2.did_overflow)
+    assert brute_pairs(moved, box, cutoff, exclusions) <= pair_set(nbrs2, n)
+
+
+def test_overflow_is_detected_and_regrown():
+    rng = np.random.default_rng(3)
+    n = 500
+    box = np.diag([5.0, 5.0, 5.0])
+    pos = rng.uniform(0, 5.0, size=(n, 3))
+    fns = neighbor_list(n, 0.8, skin=0.1, capacity_multiplier=1.0)
+    nbrs = fns.allocate(pos, box)
+    # compress everything into one corner: far more neighbors than allocated
+    dense = 0.3 * pos
+    after = fns.update(jnp.asarray(dense), nbrs, jnp.asarray(box))
+    assert bool(after.did_overflow)
+    regrown, did = update_or_regrow(fns, jnp.asarray(dense), nbrs, jnp.asarray(box))
+    assert did and not bool(regrown.did_overflow)
+    assert regrown.max_neighbors > nbrs.max_neighbors
+    assert pair_set(regrown, n) == brute_pairs(dense, box, 0.9)
+
+
+def test_box_shrinking_below_cell_size_flags_overflow():
+    rng = np.random.default_rng(4)
+    box = np.diag([3.0, 3.0, 3.0])
+    pos = rng.uniform(0, 3.0, size=(300, 3))
+    fns = neighbor_list(300, 0.9, skin=0.1)
+    nbrs = fns.allocate(pos, box)
+    assert nbrs.cell_dims == (3, 3, 3)
+    after = fns.update(jnp.asarray(pos * 0.9), nbrs, jnp.asarray(box * 0.9))
+    assert bool(after.did_overflow)
+
+
+@pytest.mark.parametrize("method", [app.PME, app.CutoffPeriodic])
+def test_neighbor_list_energy_equals_all_pairs(method):
+    omm, pos, box = water_box(method=method)
+    system = cg.from_openmm(omm)
+    x, b = jnp.asarray(pos), jnp.asarray(box)
+    dense = jax.jit(system.energy_fn())(x, b, system.params)
+    fns = system.neighbor_list(skin=0.15)
+    nbrs = fns.allocate(pos, box)
+    U_nl = jax.jit(system.energy_fn(neighbor_list=True))
+    e_nl = U_nl(x, b, system.params, nbrs)
+    np.testing.assert_allclose(float(e_nl), float(dense), rtol=1e-12)
+    # after a small move without rebuilding, still equal to all pairs
+    moved = x + 0.02 * jax.random.normal(jax.random.PRNGKey(0), x.shape)
+    nbrs = fns.update(moved, nbrs, b)
+    np.testing.assert_allclose(
+        float(U_nl(moved, b, system.params, nbrs)),
+        float(jax.jit(system.energy_fn())(moved, b, system.params)),
+        rtol=1e-12,
+    )
