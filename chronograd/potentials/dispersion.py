@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chronograd.potentials.pair import switching_function
+from chronograd.potentials.pair import safe_sqrt, switching_function
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(48)
 
@@ -54,7 +54,7 @@ def dispersion_coefficient(sigma, epsilon, classes, class_counts, cutoff, switch
     sig_c = jax.ops.segment_sum(sigma, classes, num_segments=k) / counts
     eps_c = jax.ops.segment_sum(epsilon, classes, num_segments=k) / counts
     sig_ij = 0.5 * (sig_c[:, None] + sig_c[None, :])
-    eps_ij = jnp.sqrt(eps_c[:, None] * eps_c[None, :])
+    eps_ij = safe_sqrt(eps_c[:, None] * eps_c[None, :])
     pair_count = counts[:, None] * counts[None, :]
     upper = np.triu(np.ones((k, k), dtype=bool), 1)
     weight = jnp.where(jnp.asarray(upper), pair_count, 0.0) + jnp.diag(counts * (counts + 1) / 2)

@@ -13,6 +13,16 @@ from chronograd.space.periodic import minimum_image
 from chronograd.units import ONE_4PI_EPS0
 
 
+def safe_sqrt(x):
+    """sqrt with a zero (not infinite or NaN) derivative at 0.
+
+    Used for the Lorentz-Berthelot epsilon sqrt(e_i e_j): at e_i = 0 the true derivative with
+    respect to e_i does not exist (it is infinite); chronograd reports 0 there.
+    """
+    pos = x > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+
+
 def lennard_jones(r, sigma, epsilon):
     """4 eps ((sigma/r)^12 - (sigma/r)^6), kJ/mol."""
     s6 = (sigma / r) ** 6

@@ -33,12 +33,6 @@ METHODS = ("NoCutoff", "CutoffNonPeriodic", "CutoffPeriodic", "Ewald", "PME")
 PERIODIC_METHODS = ("CutoffPeriodic", "Ewald", "PME")
 
 
-def _safe_sqrt(x):
-    """sqrt with a zero (not infinite) derivative at 0, for eps_ij = sqrt(e_i e_j) with e = 0."""
-    pos = x > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
-
-
 @dataclass(frozen=True, eq=False)
 class NonbondedTerm:
     """Static description of a NonbondedForce.
@@ -119,7 +113,7 @@ class NonbondedTerm:
         j = jnp.minimum(pairs[:, 1], n - 1)
         if self.uses_cutoff:
             mask = mask & (r < self.cutoff)
-        lj = pair.lennard_jones(r, 0.5 * (sig[i] + sig[j]), _safe_sqrt(eps[i] * eps[j]))
+        lj = pair.lennard_jones(r, 0.5 * (sig[i] + sig[j]), pair.safe_sqrt(eps[i] * eps[j]))
         if self.switch_distance is not None:
             lj = lj * pair.switching_function(r, self.switch_distance, self.cutoff)
         qq = q[i] * q[j]
