@@ -14,7 +14,7 @@ import openmm.unit as u
 OPENMM_DATA = os.path.join(os.path.dirname(app.__file__), "data")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def water_box_topology(box_nm: float = 3.0):
     """A TIP3P water box (OpenMM Modeller, deterministic), >= 2,500 atoms for 3 nm."""
     ff = app.ForceField("amber14/tip3p.xml")
@@ -32,7 +32,7 @@ def water_box(method=app.PME, cutoff=0.9, box_nm=3.0, **kwargs):
     return system, pos, box
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def villin_modeller(solvated: bool):
     """Villin headpiece (N68H) from OpenMM's shipped test.pdb, amber14 + TIP3P."""
     pdb = app.PDBFile(os.path.join(OPENMM_DATA, "test.pdb"))

@@ -115,3 +115,10 @@ def test_input_checks_name_the_problem():
         no_box.energy(pos)
     with pytest.raises(cg.InputError, match="box is None"):
         no_box.energy_fn()(jnp.asarray(pos), None, system.params)
+
+
+def test_cutoff_longer_than_half_the_box_is_rejected():
+    omm, pos, box = water_box(method=app.PME, box_nm=2.0)
+    system = cg.from_openmm(omm)
+    with pytest.raises(cg.InputError, match="half the box"):
+        system.energy(pos, box * 0.8)

@@ -11,15 +11,19 @@ from chronograd.space.periodic import minimum_image
 
 
 def pair_set(nbrs, n):
-    p = np.asarray(nbrs.pairs())
-    p = p[p[:, 1] < n]
-    return {(int(i), int(j)) for i, j in p}
+    i, j = (np.asarray(a) for a in nbrs.pairs())
+    i, j = np.broadcast_arrays(i, j)
+    keep = j < n
+    pairs = [(int(min(a, b)), int(max(a, b))) for a, b in zip(i[keep], j[keep], strict=True)]
+    assert len(pairs) == len(set(pairs)), "each pair must be listed once"
+    return set(pairs)
 
 
 def brute_pairs(pos, box, cutoff, exclusions=()):
     n = len(pos)
     i, j = np.triu_indices(n, 1)
-    d = np.asarray(minimum_image(jnp.asarray(pos[i] - pos[j]), None if box is None else jnp.asarray(box)))
+    b = None if box is None else jnp.asarray(box)
+    d = np.asarray(minimum_image(jnp.asarray(pos[i] - pos[j]), b))
     keep = np.linalg.norm(d, axis=1) < cutoff
     ex = {tuple(sorted(e)) for e in exclusions}
     return {(int(a), int(b)) for a, b in zip(i[keep], j[keep], strict=True)} - ex
@@ -28,7 +32,7 @@ def brute_pairs(pos, box, cutoff, exclusions=()):
 @pytest.mark.parametrize(
     "box",
     [
-        np.diag([4.0, 4.4, 3.9]),  # cell-list path (>= 3 cells per axis)
+        np.diag([4.0, 4.4, 3.9]),  # cell-list path (>= 5 half-width cells per axis)
         np.array([[4.0, 0, 0], [1.1, 3.9, 0], [-1.3, 1.2, 3.7]]),  # triclinic, cell list
         np.diag([2.0, 2.0, 2.0]),  # too small for cells: all-pairs candidates
         None,  # non-periodic
@@ -74,7 +78,7 @@ def test_box_shrinking_below_cell_size_flags_overflow():
     pos = rng.uniform(0, 3.0, size=(300, 3))
     fns = neighbor_list(300, 0.9, skin=0.1)
     nbrs = fns.allocate(pos, box)
-    assert nbrs.cell_dims == (3, 3, 3)
+    assert nbrs.cell_dims == (6, 6, 6)
     after = fns.update(jnp.asarray(pos * 0.9), nbrs, jnp.asarray(box * 0.9))
     assert bool(after.did_overflow)
 

@@ -67,7 +67,8 @@ def harmonic_angle_energy(positions, box, params, atoms):
     """Sum of 1/2 k (theta - angle)^2 over angles.
 
     Args:
-        params: {"angle": [A] rad, "k": [A] kJ/mol/rad^2}.  atoms: [A, 3] int (vertex in the middle).
+        params: {"angle": [A] rad, "k": [A] kJ/mol/rad^2}.
+        atoms: [A, 3] int, the vertex in the middle.
     """
     theta = bond_angles(positions, box, atoms)
     return 0.5 * jnp.sum(params["k"] * (theta - params["angle"]) ** 2)

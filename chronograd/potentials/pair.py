@@ -63,14 +63,16 @@ def coulomb_ewald_exclusion(r, charge_prod, alpha):
 
 
 def pair_distances(positions, box, pairs):
-    """Distances of pairs [P, 2] (padded entries j == N allowed), with a validity mask.
+    """Distances of pairs ``(i, j)``: index arrays of broadcastable shapes, e.g. ([P], [P])
+    for an explicit list or ([N, 1], [N, M]) for neighbor-list rows. Padded entries have
+    j == N. Returns arrays of the broadcast shape.
 
     Returns (r [P], mask [P]); padded entries get r = 1 so kernels stay finite, and the
     double-``where`` keeps their gradients exactly zero. A real pair at r = 0 is a genuine
     singularity and gives an infinite energy, which the caller reports.
     """
     n = positions.shape[0]
-    i, j = pairs[:, 0], pairs[:, 1]
+    i, j = pairs
     mask = (j < n) & (i < n)
     dr = minimum_image(positions[jnp.minimum(i, n - 1)] - positions[jnp.minimum(j, n - 1)], box)
     r2 = jnp.sum(dr * dr, axis=-1)

@@ -1,8 +1,11 @@
 """Cell list -> Verlet neighbor list with a skin, fixed capacity and an overflow flag.
 
-The list is a half list: row i holds the atoms j > i within ``cutoff + skin`` of atom i
-(minimum image), padded with ``n_atoms``. Excluded pairs (1-2, 1-3, exceptions) are removed at
-build time using a sorted array of pair keys, so memory is O(N): there is never an N x N mask.
+The list is a balanced half list: each unordered pair {i, j} within ``cutoff + skin``
+(minimum image) appears once, in row i when ``(i < j) == (i + j even)`` and in row j otherwise,
+so every row holds about half of its atom's neighbors (an ``i < j`` rule would give the first
+rows all of theirs and the list its worst-case width). Rows are padded with ``n_atoms``.
+Excluded pairs (1-2, 1-3, exceptions) are removed at build time using a sorted array of pair
+keys, so memory is O(N): there is never an N x N mask.
 
 It has the ``(allocate, update)`` shape: ``allocate`` runs on the host once and chooses static
 capacities from the actual positions; ``update`` is a pure function usable inside ``jit`` and
@@ -10,9 +13,9 @@ capacities from the actual positions; ``update`` is a pure function usable insid
 changed), and sets ``did_overflow`` when a capacity is exceeded. The host then calls
 ``allocate`` again (``regrow``) and re-runs the chunk, keeping the last good state.
 
-Candidate atoms come from the 27 surrounding cells of a grid over the box whose cells are at
-least ``cutoff + skin`` wide. Boxes with fewer than three cells along an axis, and non-periodic
-systems, use all atoms as candidates (processed in chunks to bound memory).
+Candidate atoms come from the 125 surrounding cells of a grid over the box whose cells are at
+least ``(cutoff + skin) / 2`` wide. Boxes with fewer than five cells along an axis, and
+non-periodic systems, use all atoms as candidates (processed in chunks to bound memory).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chronograd.space.periodic import check_reduced_box, minimum_image
+from chronograd.space.periodic import check_reduced_box, minimum_image, perpendicular_widths
 
 
 @jax.tree_util.register_pytree_node_class
@@ -35,7 +38,7 @@ class NeighborList:
     """Neighbor-list state.
 
     Attributes:
-        idx: [N, max_neighbors] int; row i lists j > i, padded with N.
+        idx: [N, max_neighbors] int; row i lists its share of i's neighbors, padded with N.
         reference_positions: [N, 3] positions at the last rebuild, nm.
         reference_box: [3, 3] box at the last rebuild (zeros when non-periodic), nm.
         did_overflow: bool scalar; True when a capacity was exceeded since allocation.
@@ -62,11 +65,10 @@ class NeighborList:
     def max_neighbors(self) -> int:
         return self.idx.shape[1]
 
-    def pairs(self) -> jax.Array:
-        """[N * max_neighbors, 2] pair indices; padded entries have j == N."""
-        n, m = self.idx.shape
-        i = jnp.repeat(jnp.arange(n, dtype=self.idx.dtype), m)
-        return jnp.stack([i, self.idx.reshape(-1)], axis=1)
+    def pairs(self) -> tuple[jax.Array, jax.Array]:
+        """Pair indices (i [N, 1], j [N, max_neighbors]), broadcastable; padding has j == N."""
+        n = self.idx.shape[0]
+        return jnp.arange(n, dtype=self.idx.dtype)[:, None], self.idx
 
 
 class NeighborListFns(NamedTuple):
@@ -92,8 +94,18 @@ def _is_excluded(i, j, keys, n_atoms):
     return keys[pos] == key
 
 
+def _owns_pair(i, j):
+    """True for exactly one of (i, j) and (j, i) when i != j, balanced over rows."""
+    return (i != j) & ((i < j) == ((i + j) % 2 == 0))
+
+
+# Cells are half the list cutoff wide and searched two cells to each side: 125 cells covering
+# 125/8 ~ 16 list-cutoff cubes, against 27 for full-width cells.
+_REACH = 2
 _OFFSETS = np.array(
-    [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], dtype=np.int32
+    [(a, b, c) for a in range(-_REACH, _REACH + 1) for b in range(-_REACH, _REACH + 1)
+     for c in range(-_REACH, _REACH + 1)],
+    dtype=np.int32,
 )
 
 
@@ -125,11 +137,13 @@ def neighbor_list(
     n = int(n_atoms)
 
     def _cell_dims(box) -> tuple[int, int, int] | None:
+        """Cells per axis, each at least ``list_cutoff / 2`` wide, or None when the box (or its
+        absence) does not fit 5 per axis; then all atoms are candidates."""
         if box is None:
             return None
-        widths = np.diag(np.asarray(box))
-        dims = tuple(int(w // list_cutoff) for w in widths)
-        return dims if min(dims) >= 3 else None
+        widths = np.asarray(perpendicular_widths(np.asarray(box)))
+        dims = tuple(int(w // (list_cutoff / _REACH)) for w in widths)
+        return dims if min(dims) >= 2 * _REACH + 1 else None
 
     def _cell_table(positions, box, dims, capacity):
         s = positions @ jnp.linalg.inv(box)
@@ -168,21 +182,25 @@ def neighbor_list(
         def one_chunk(atom_ids):
             ids = jnp.minimum(atom_ids, n - 1)
             cand = _candidates(ids, cells, table, dims)
-            dr = minimum_image(positions[ids][:, None, :] - positions[jnp.minimum(cand, n - 1)], box)
+            xj = positions[jnp.minimum(cand, n - 1)]
+            dr = minimum_image(positions[ids][:, None, :] - xj, box)
             r2 = jnp.sum(dr * dr, axis=-1)
             valid = (
                 (cand < n)
-                & (cand > ids[:, None])
+                & _owns_pair(ids[:, None], cand)
                 & (atom_ids[:, None] < n)
                 & (r2 < list_cutoff**2)
-                & ~_is_excluded(ids[:, None], cand, keys, n)
             )
             count = jnp.sum(valid, axis=1)
             slot = jnp.cumsum(valid, axis=1) - 1
             slot = jnp.where(valid & (slot < max_neighbors), slot, max_neighbors)
             rows = jnp.full((atom_ids.shape[0], max_neighbors + 1), n, dtype=jnp.int32)
             rows = jax.vmap(lambda r, s, c: r.at[s].set(c))(rows, slot, cand.astype(jnp.int32))
-            return rows[:, :max_neighbors], jnp.max(count)
+            rows = rows[:, :max_neighbors]
+            # Exclusions are looked up only for the compacted rows (a binary search each), not
+            # for every candidate; excluded entries become padding.
+            rows = jnp.where(_is_excluded(ids[:, None], rows, keys, n) & (rows < n), n, rows)
+            return rows, jnp.max(count)
 
         rows, counts = jax.lax.map(one_chunk, padded)
         return rows.reshape(-1, max_neighbors)[:n], jnp.max(counts), max_cell
@@ -216,12 +234,16 @@ def neighbor_list(
         needs_rebuild = (max_move2 > (0.5 * skin) ** 2) | box_changed
         too_small = jnp.asarray(False)
         if nbrs.cell_dims is not None:
-            widths = jnp.stack([box[0, 0], box[1, 1], box[2, 2]])
-            too_small = jnp.any(widths / jnp.asarray(nbrs.cell_dims) < list_cutoff)
+            widths = perpendicular_widths(box)
+            too_small = jnp.any(widths / jnp.asarray(nbrs.cell_dims) < list_cutoff / _REACH)
 
         def rebuild(_):
             idx, max_count, max_cell = _build(
-                positions, box, nbrs.cell_dims, nbrs.cell_capacity, nbrs.max_neighbors
+                positions,
+                box,
+                nbrs.cell_dims,
+                nbrs.cell_capacity,
+                nbrs.max_neighbors,
             )
             overflow = (max_count > nbrs.max_neighbors) | (max_cell > nbrs.cell_capacity)
             return idx, positions, box_arr, overflow

@@ -55,8 +55,8 @@ def box_volume(box):
 
 
 def perpendicular_widths(box):
-    """Distances between opposite faces of a reduced box, nm: (ax, by, cz)."""
-    return jnp.stack([box[0, 0], box[1, 1], box[2, 2]])
+    """Distances between opposite faces of the cell, nm: 1 / |reciprocal vector| per axis."""
+    return 1.0 / jnp.linalg.norm(jnp.linalg.inv(box), axis=0)
 
 
 def minimum_image(dr, box):

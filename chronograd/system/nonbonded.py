@@ -96,7 +96,11 @@ class NonbondedTerm:
         return self._cache["dense"]
 
     def energy_terms(self, positions, box, params, pairs=None):
-        """{"lennard_jones": E, "coulomb": E} in kJ/mol; ``pairs`` [P, 2] (padding j == N)."""
+        """{"lennard_jones": E, "coulomb": E} in kJ/mol.
+
+        ``pairs``: (i, j) index arrays of broadcastable shapes (padding j == N), e.g. from
+        ``NeighborList.pairs()``; None means all pairs (``dense_pairs``).
+        """
         if self.periodic and box is None:
             raise InputError(
                 f"nonbonded method {self.method} needs periodic box vectors, but box is None;"
@@ -104,13 +108,14 @@ class NonbondedTerm:
             )
         b = box if self.periodic else None
         if pairs is None:
-            pairs = jnp.asarray(self.dense_pairs())
+            dense = jnp.asarray(self.dense_pairs())
+            pairs = (dense[:, 0], dense[:, 1])
         q, sig, eps = params["charge"], params["sigma"], params["epsilon"]
 
         r, mask = pair.pair_distances(positions, b, pairs)
         n = self.n_atoms
-        i = jnp.minimum(pairs[:, 0], n - 1)
-        j = jnp.minimum(pairs[:, 1], n - 1)
+        i = jnp.minimum(pairs[0], n - 1)
+        j = jnp.minimum(pairs[1], n - 1)
         if self.uses_cutoff:
             mask = mask & (r < self.cutoff)
         lj = pair.lennard_jones(r, 0.5 * (sig[i] + sig[j]), pair.safe_sqrt(eps[i] * eps[j]))
@@ -144,12 +149,12 @@ class NonbondedTerm:
 
         if self.method in ("Ewald", "PME"):
             e_coul = e_coul + ewald.ewald_self_energy(q, self.alpha)
-            if self.method == "PME":
-                e_coul = e_coul + ewald.pme_reciprocal_energy(positions, b, q, self.alpha, self.grid)
-            else:
-                e_coul = e_coul + ewald.ewald_reciprocal_energy(
-                    positions, b, q, self.alpha, self.grid
-                )
+            reciprocal = (
+                ewald.pme_reciprocal_energy
+                if self.method == "PME"
+                else ewald.ewald_reciprocal_energy
+            )
+            e_coul = e_coul + reciprocal(positions, b, q, self.alpha, self.grid)
         if self.periodic and self.use_dispersion_correction:
             coeff = dispersion_coefficient(
                 sig,

@@ -29,7 +29,8 @@ SCHEMA = "chronograd.system"
 VERSION = 1
 
 _TERM_KINDS = {
-    cls.kind: cls for cls in (HarmonicBondTerm, HarmonicAngleTerm, PeriodicTorsionTerm, NonbondedTerm)
+    cls.kind: cls
+    for cls in (HarmonicBondTerm, HarmonicAngleTerm, PeriodicTorsionTerm, NonbondedTerm)
 }
 # Static fields of each term kind and how to read them back.
 _INT_ARRAYS = {"atoms", "periodicity", "exception_atoms", "lj_class", "lj_class_counts"}

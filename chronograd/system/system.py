@@ -147,7 +147,15 @@ class System:
                     " given and it has no default box; pass box vectors in nm"
                 )
             return pos, None
-        return pos, check_reduced_box(box)
+        box = check_reduced_box(box)
+        nb = self.nonbonded
+        if nb is not None and nb.periodic and nb.cutoff > 0.5 * float(np.min(np.diag(box))):
+            raise InputError(
+                f"the nonbonded cutoff {nb.cutoff} nm is more than half the box width"
+                f" ({float(np.min(np.diag(box))):.4f} nm); the minimum-image convention needs a"
+                " larger box or a shorter cutoff"
+            )
+        return pos, box
 
     def _uses_neighbor_list(self) -> bool:
         nb = self.nonbonded
