@@ -34,7 +34,7 @@ def median_time(fn, repeats):
 
 def main():
     rows, per_atom = [], []
-    for box_nm in (2.2, 3.2, 4.6, 6.7):
+    for box_nm in (2.2, 3.2, 4.6, 6.8):
         omm, pos, box = water_system(box_nm)
         system = cg.from_openmm(omm)
         n = omm.getNumParticles()
