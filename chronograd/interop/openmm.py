@@ -187,15 +187,15 @@ def from_openmm(openmm_system) -> System:
         if isinstance(force, openmm.HarmonicBondForce):
             name = _unique_name("harmonic_bond", used)
             atoms, p = _import_bonds(force)
-            terms.append(HarmonicBondTerm(name, atoms, periodic))
+            terms.append(HarmonicBondTerm(name, atoms, periodic=periodic))
         elif isinstance(force, openmm.HarmonicAngleForce):
             name = _unique_name("harmonic_angle", used)
             atoms, p = _import_angles(force)
-            terms.append(HarmonicAngleTerm(name, atoms, periodic))
+            terms.append(HarmonicAngleTerm(name, atoms, periodic=periodic))
         elif isinstance(force, openmm.PeriodicTorsionForce):
             name = _unique_name("periodic_torsion", used)
             atoms, per, p = _import_torsions(force)
-            terms.append(PeriodicTorsionTerm(name, atoms, per, periodic))
+            terms.append(PeriodicTorsionTerm(name, atoms, periodicity=per, periodic=periodic))
         elif isinstance(force, openmm.NonbondedForce):
             name = _unique_name("nonbonded", used)
             term, p = _import_nonbonded(force, index, name, box)

@@ -6,7 +6,7 @@ its numbers live in the system's parameter pytree ``params[term.name]`` and are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import jax.numpy as jnp
@@ -20,59 +20,55 @@ from chronograd.potentials.bonded import (
 
 
 @dataclass(frozen=True, eq=False)
-class HarmonicBondTerm:
-    """1/2 k (r - length)^2 over ``atoms`` [B, 2]; params {"length" nm, "k" kJ/mol/nm^2}."""
+class _BondedTerm:
+    """Shared shape of bonded terms: one energy entry named after the term. ``periodic``
+    applies minimum-image displacements (OpenMM's usesPeriodicBoundaryConditions)."""
 
     name: str
     atoms: np.ndarray
-    periodic: bool = False
+    periodic: bool = field(default=False, kw_only=True)
+    kind: ClassVar[str]
+    param_names: ClassVar[tuple[str, ...]]
+
+    def energy_terms(self, positions, box, params, pairs=None):
+        return {self.name: self._energy(positions, box if self.periodic else None, params)}
+
+    def term_names(self) -> tuple[str, ...]:
+        return (self.name,)
+
+
+@dataclass(frozen=True, eq=False)
+class HarmonicBondTerm(_BondedTerm):
+    """1/2 k (r - length)^2 over ``atoms`` [B, 2]; params {"length" nm, "k" kJ/mol/nm^2}."""
+
     kind: ClassVar[str] = "harmonic_bond"
     param_names: ClassVar[tuple[str, ...]] = ("length", "k")
 
-    def energy_terms(self, positions, box, params, pairs=None):
-        b = box if self.periodic else None
-        return {self.name: harmonic_bond_energy(positions, b, params, jnp.asarray(self.atoms))}
-
-    def term_names(self) -> tuple[str, ...]:
-        return (self.name,)
+    def _energy(self, positions, box, params):
+        return harmonic_bond_energy(positions, box, params, jnp.asarray(self.atoms))
 
 
 @dataclass(frozen=True, eq=False)
-class HarmonicAngleTerm:
+class HarmonicAngleTerm(_BondedTerm):
     """1/2 k (theta - angle)^2 over ``atoms`` [A, 3]; params {"angle" rad, "k" kJ/mol/rad^2}."""
 
-    name: str
-    atoms: np.ndarray
-    periodic: bool = False
     kind: ClassVar[str] = "harmonic_angle"
     param_names: ClassVar[tuple[str, ...]] = ("angle", "k")
 
-    def energy_terms(self, positions, box, params, pairs=None):
-        b = box if self.periodic else None
-        return {self.name: harmonic_angle_energy(positions, b, params, jnp.asarray(self.atoms))}
-
-    def term_names(self) -> tuple[str, ...]:
-        return (self.name,)
+    def _energy(self, positions, box, params):
+        return harmonic_angle_energy(positions, box, params, jnp.asarray(self.atoms))
 
 
 @dataclass(frozen=True, eq=False)
-class PeriodicTorsionTerm:
+class PeriodicTorsionTerm(_BondedTerm):
     """k (1 + cos(n phi - phase)) over ``atoms`` [T, 4] with integer ``periodicity`` [T];
     params {"phase" rad, "k" kJ/mol}. Proper and improper torsions alike."""
 
-    name: str
-    atoms: np.ndarray
-    periodicity: np.ndarray
-    periodic: bool = False
+    periodicity: np.ndarray = None
     kind: ClassVar[str] = "periodic_torsion"
     param_names: ClassVar[tuple[str, ...]] = ("phase", "k")
 
-    def energy_terms(self, positions, box, params, pairs=None):
-        b = box if self.periodic else None
-        e = periodic_torsion_energy(
-            positions, b, params, jnp.asarray(self.atoms), jnp.asarray(self.periodicity)
+    def _energy(self, positions, box, params):
+        return periodic_torsion_energy(
+            positions, box, params, jnp.asarray(self.atoms), jnp.asarray(self.periodicity)
         )
-        return {self.name: e}
-
-    def term_names(self) -> tuple[str, ...]:
-        return (self.name,)
