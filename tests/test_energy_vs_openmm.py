@@ -76,6 +76,23 @@ def test_water_box_pme_alpha_and_grid_match_openmm_context():
         assert system.nonbonded.alpha == pytest.approx(alpha, rel=1e-14)
 
 
+def test_water_box_ljpme():
+    # OpenMM ignores the switching function with LJPME; so must chronograd.
+    omm, pos, box = water_box(method=app.LJPME, switchDistance=0.75 * u.nanometer)
+    system, _, _ = compare_with_openmm(omm, pos, box)
+    nb = [f for f in omm.getForces() if isinstance(f, openmm.NonbondedForce)][0]
+    ctx = openmm.Context(omm, openmm.VerletIntegrator(0.001),
+                         openmm.Platform.getPlatformByName("Reference"))
+    alpha, nx, ny, nz = nb.getLJPMEParametersInContext(ctx)
+    assert system.nonbonded.lj_grid == (nx, ny, nz)
+    assert system.nonbonded.lj_alpha == pytest.approx(alpha, rel=1e-14)
+
+
+def test_villin_amber14_solvated_ljpme():
+    omm, pos, box = villin(True, method=app.LJPME)
+    compare_with_openmm(omm, pos, box)
+
+
 def test_water_box_reaction_field():
     omm, pos, box = water_box(method=app.CutoffPeriodic)
     compare_with_openmm(omm, pos, box)

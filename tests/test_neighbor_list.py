@@ -83,7 +83,7 @@ def test_box_shrinking_below_cell_size_flags_overflow():
     assert bool(after.did_overflow)
 
 
-@pytest.mark.parametrize("method", [app.PME, app.CutoffPeriodic])
+@pytest.mark.parametrize("method", [app.PME, app.CutoffPeriodic, app.LJPME])
 def test_neighbor_list_energy_equals_all_pairs(method):
     omm, pos, box = water_box(method=method)
     system = cg.from_openmm(omm)

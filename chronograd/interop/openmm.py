@@ -1,8 +1,8 @@
 """OpenMM interop: import any OpenMM System as a differentiable chronograd System, export back.
 
 Supported forces: HarmonicBondForce, HarmonicAngleForce, PeriodicTorsionForce, NonbondedForce
-(NoCutoff, CutoffNonPeriodic, CutoffPeriodic, Ewald, PME; exceptions, switching, dispersion
-correction) and CMMotionRemover (no energy; ignored). Anything else raises
+(NoCutoff, CutoffNonPeriodic, CutoffPeriodic, Ewald, PME, LJPME; exceptions, switching,
+dispersion correction) and CMMotionRemover (no energy; ignored). Anything else raises
 UnsupportedForceError naming the force, so energies are never silently incomplete.
 
 Imported parameters are "frozen" values in the parameter pytree: plain arrays that ``jax.grad``
@@ -87,11 +87,6 @@ def _import_torsions(force):
 def _import_nonbonded(force, index: int, name: str, box) -> tuple[NonbondedTerm, dict]:
     method = _METHOD_NAMES[force.getNonbondedMethod()]
     where = f"NonbondedForce (force index {index})"
-    if method == "LJPME":
-        raise UnsupportedForceError(
-            f"{where} uses LJPME, which chronograd does not support yet; use PME with a"
-            " dispersion correction (setNonbondedMethod(NonbondedForce.PME))"
-        )
     if force.getNumGlobalParameters() or force.getNumParticleParameterOffsets() or (
         force.getNumExceptionParameterOffsets()
     ):
@@ -114,12 +109,19 @@ def _import_nonbonded(force, index: int, name: str, box) -> tuple[NonbondedTerm,
     cutoff = _value(force.getCutoffDistance())
     tol = float(force.getEwaldErrorTolerance())
     alpha, grid, explicit = 0.0, None, False
-    if method == "PME":
+    lj_alpha, lj_grid, lj_explicit = 0.0, None, False
+    if method in ("PME", "LJPME"):
         a0, nx, ny, nz = force.getPMEParameters()
         if _value(a0) != 0.0:
             alpha, grid, explicit = _value(a0), (int(nx), int(ny), int(nz)), True
         else:
             alpha, grid = pme_parameters(cutoff, tol, box)
+    if method == "LJPME":
+        a0, nx, ny, nz = force.getLJPMEParameters()
+        if _value(a0) != 0.0:
+            lj_alpha, lj_grid, lj_explicit = _value(a0), (int(nx), int(ny), int(nz)), True
+        else:
+            lj_alpha, lj_grid = pme_parameters(cutoff, tol, box, dispersion=True)
     elif method == "Ewald":
         alpha, grid = ewald_parameters(cutoff, tol, box)
     classes, counts = lj_classes(sigma, epsilon)
@@ -141,6 +143,9 @@ def _import_nonbonded(force, index: int, name: str, box) -> tuple[NonbondedTerm,
         use_dispersion_correction=bool(force.getUseDispersionCorrection()),
         exceptions_use_periodic=bool(force.getExceptionsUsePeriodicBoundaryConditions()),
         explicit_pme_parameters=explicit,
+        lj_alpha=lj_alpha,
+        lj_grid=lj_grid,
+        explicit_lj_pme_parameters=lj_explicit,
     )
     params = {
         "charge": charge,
@@ -273,6 +278,8 @@ def _export_nonbonded(term: NonbondedTerm, p):
     f.setExceptionsUsePeriodicBoundaryConditions(bool(term.exceptions_use_periodic))
     if term.explicit_pme_parameters:
         f.setPMEParameters(float(term.alpha), *map(int, term.grid))
+    if term.explicit_lj_pme_parameters:
+        f.setLJPMEParameters(float(term.lj_alpha), *map(int, term.lj_grid))
     for q, s, e in zip(p["charge"], p["sigma"], p["epsilon"], strict=True):
         f.addParticle(float(q), float(s), float(e))
     for (i, j), qq, s, e in zip(

@@ -18,6 +18,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import erfc
 
 from chronograd.space.periodic import box_volume
 from chronograd.units import ONE_4PI_EPS0
@@ -59,11 +60,15 @@ def ewald_parameters(cutoff: float, tolerance: float, box) -> tuple[float, tuple
     return alpha, tuple(kmax)
 
 
-def pme_parameters(cutoff: float, tolerance: float, box) -> tuple[float, tuple[int, int, int]]:
-    """(alpha, (K_x, K_y, K_z)) as OpenMM chooses them for PME."""
+def pme_parameters(
+    cutoff: float, tolerance: float, box, *, dispersion: bool = False
+) -> tuple[float, tuple[int, int, int]]:
+    """(alpha, (K_x, K_y, K_z)) as OpenMM chooses them for PME (or for LJPME's dispersion
+    grid, which is half as fine)."""
     alpha = ewald_alpha(cutoff, tolerance)
+    scale = 1.0 if dispersion else 2.0
     grid = tuple(
-        max(6, int(math.ceil(2.0 * alpha * float(box[d][d]) / (3.0 * tolerance**0.2))))
+        max(6, int(math.ceil(scale * alpha * float(box[d][d]) / (3.0 * tolerance**0.2))))
         for d in range(3)
     )
     return alpha, grid
@@ -145,51 +150,81 @@ def bspline_moduli(grid_size: int, order: int = PME_ORDER) -> np.ndarray:
     return fixed
 
 
-def pme_reciprocal_energy(positions, box, charges, alpha, grid, order: int = PME_ORDER):
-    """Smooth-PME reciprocal-space energy, kJ/mol.
-
-    Args:
-        positions: [N, 3] nm.  box: [3, 3] reduced box vectors, nm.  charges: [N] e.
-        alpha: Ewald splitting parameter, 1/nm.  grid: static (K_x, K_y, K_z).
+def _spread_and_transform(positions, box, weights, grid, order):
+    """Spread per-atom ``weights`` (charges or C6 factors) on the PME grid and return
+    (|F(Q)|^2 on the rfft half grid, integer frequencies m [Kx, Ky, Kz//2+1, 3], and the
+    per-frequency factor: half-grid multiplicity / B-spline moduli). Static parts are NumPy.
     """
     n = positions.shape[0]
     s = positions @ jnp.linalg.inv(box)
     u = (s - jnp.floor(s)) * jnp.asarray(grid, dtype=s.dtype)
     base = jnp.floor(u)
-    frac = u - base
-    w = bspline_weights(frac, order)  # [N, 3, order]
+    w = bspline_weights(u - base, order)  # [N, 3, order]
     idx = (base.astype(jnp.int32)[:, :, None] + jnp.arange(order)[None, None, :]) % jnp.asarray(
         grid
     )[None, :, None]
     values = (
-        charges[:, None, None, None]
+        weights[:, None, None, None]
         * w[:, 0, :, None, None]
         * w[:, 1, None, :, None]
         * w[:, 2, None, None, :]
     )
-    ix = jnp.broadcast_to(idx[:, 0, :, None, None], values.shape)
-    iy = jnp.broadcast_to(idx[:, 1, None, :, None], values.shape)
-    iz = jnp.broadcast_to(idx[:, 2, None, None, :], values.shape)
-    q_grid = jnp.zeros(grid, dtype=s.dtype).at[ix.reshape(n, -1), iy.reshape(n, -1),
-                                               iz.reshape(n, -1)].add(values.reshape(n, -1))
+    ix = jnp.broadcast_to(idx[:, 0, :, None, None], values.shape).reshape(n, -1)
+    iy = jnp.broadcast_to(idx[:, 1, None, :, None], values.shape).reshape(n, -1)
+    iz = jnp.broadcast_to(idx[:, 2, None, None, :], values.shape).reshape(n, -1)
+    q_grid = jnp.zeros(grid, dtype=s.dtype).at[ix, iy, iz].add(values.reshape(n, -1))
     fq = jnp.fft.rfftn(q_grid)
     kx, ky, kz = grid
-    mx = np.fft.fftfreq(kx, 1.0 / kx)
-    my = np.fft.fftfreq(ky, 1.0 / ky)
     mz = np.arange(kz // 2 + 1, dtype=np.float64)
     if kz % 2 == 0:
         mz[-1] = -kz // 2  # OpenMM treats the Nyquist index as a negative frequency
-    m = np.stack(np.meshgrid(mx, my, mz, indexing="ij"), axis=-1)
+    m = np.stack(
+        np.meshgrid(np.fft.fftfreq(kx, 1.0 / kx), np.fft.fftfreq(ky, 1.0 / ky), mz, indexing="ij"),
+        axis=-1,
+    )
     moduli = (
         bspline_moduli(kx, order)[:, None, None]
         * bspline_moduli(ky, order)[None, :, None]
         * bspline_moduli(kz, order)[None, None, : kz // 2 + 1]
     )
-    half_weight = np.full(kz // 2 + 1, 2.0)
-    half_weight[0] = 1.0
+    multiplicity = np.full(kz // 2 + 1, 2.0)
+    multiplicity[0] = 1.0
     if kz % 2 == 0:
-        half_weight[-1] = 1.0
-    factor = jnp.asarray(half_weight[None, None, :] / moduli, dtype=s.dtype)
-    weights = _structure_factor_weights(box, alpha, jnp.asarray(m, dtype=s.dtype)) * factor
-    energy = jnp.sum(weights * (fq.real**2 + fq.imag**2))
-    return ONE_4PI_EPS0 * energy / (2.0 * math.pi * box_volume(box))
+        multiplicity[-1] = 1.0
+    factor = jnp.asarray(multiplicity[None, None, :] / moduli, dtype=s.dtype)
+    return fq.real**2 + fq.imag**2, jnp.asarray(m, dtype=s.dtype), factor
+
+
+def pme_reciprocal_energy(positions, box, charges, alpha, grid, order: int = PME_ORDER):
+    """Smooth-PME reciprocal-space Coulomb energy, kJ/mol.
+
+    Args:
+        positions: [N, 3] nm.  box: [3, 3] reduced box vectors, nm.  charges: [N] e.
+        alpha: Ewald splitting parameter, 1/nm.  grid: static (K_x, K_y, K_z).
+    """
+    power, m, factor = _spread_and_transform(positions, box, charges, grid, order)
+    weights = _structure_factor_weights(box, alpha, m) * factor
+    return ONE_4PI_EPS0 * jnp.sum(weights * power) / (2.0 * math.pi * box_volume(box))
+
+
+def dispersion_pme_reciprocal_energy(positions, box, c6, alpha, grid, order: int = PME_ORDER):
+    """Smooth-PME reciprocal-space energy of -sum_{i<j} C6_ij g(r_ij) / r_ij^6 (all pairs and
+    images, m = 0 included), where C6_ij = c6_i c6_j and g(r) = 1 - exp(-a^2 r^2)(1 + a^2 r^2
+    + a^4 r^4 / 2) is the long-range part: LJPME, Essmann et al. (1995); Wennberg et al.,
+    J. Chem. Theory Comput. 9, 3527 (2013), doi:10.1021/ct400140n. kJ/mol.
+
+    Args:
+        c6: [N] per-atom factors, c6_i = 2 sigma_i^3 sqrt(epsilon_i) (kJ/mol)^1/2 nm^3.
+    """
+    power, m, factor = _spread_and_transform(positions, box, c6, grid, order)
+    mvec = jnp.einsum("dk,...k->...d", jnp.linalg.inv(box), m)
+    m2 = jnp.sum(mvec * mvec, axis=-1)
+    nonzero = m2 > 0
+    mlen = jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, m2, 1.0)), 0.0)
+    b = math.pi * mlen / alpha
+    kernel = (
+        2.0 * math.pi**3 * math.sqrt(math.pi) * erfc(b) * mlen**3
+        + jnp.exp(-b * b) * (alpha**3 - 2.0 * alpha * math.pi**2 * m2)
+    )
+    prefactor = -2.0 * math.pi * math.sqrt(math.pi) / (6.0 * box_volume(box))
+    return 0.5 * prefactor * jnp.sum(kernel * factor * power)

@@ -62,6 +62,13 @@ def coulomb_ewald_exclusion(r, charge_prod, alpha):
     return -ONE_4PI_EPS0 * charge_prod * erf(alpha * r) / r
 
 
+def dispersion_long_range(r, alpha):
+    """g(r) = 1 - exp(-a^2 r^2) (1 + a^2 r^2 + a^4 r^4 / 2): the part of C6/r^6 that LJPME puts
+    in reciprocal space (g(r)/r^6 -> a^6/6 as r -> 0)."""
+    x2 = (alpha * r) ** 2
+    return 1.0 - jnp.exp(-x2) * (1.0 + x2 + 0.5 * x2 * x2)
+
+
 def pair_distances(positions, box, pairs):
     """Distances of pairs ``(i, j)``: index arrays of broadcastable shapes, e.g. ([P], [P])
     for an explicit list or ([N, 1], [N, M]) for neighbor-list rows. Padded entries have

@@ -1,7 +1,9 @@
 """The nonbonded term: Lennard-Jones and Coulomb with OpenMM NonbondedForce semantics.
 
 Methods (OpenMM's names): ``NoCutoff``, ``CutoffNonPeriodic`` and ``CutoffPeriodic`` (Coulomb
-as reaction field), ``Ewald`` and ``PME``. For every method:
+as reaction field), ``Ewald``, ``PME`` and ``LJPME`` (PME for Coulomb and for the geometric-rule
+C6/r^6 dispersion; direct-space LJ pairs shifted to zero at the cutoff, no switch and no
+dispersion correction, as in OpenMM). For every method:
 
 * ordinary pairs use Lorentz-Berthelot combination, sigma = (s_i + s_j)/2, eps = sqrt(e_i e_j),
   are truncated at the cutoff (LJ optionally switched, never shifted) and come from the pair
@@ -29,8 +31,9 @@ from chronograd.potentials.dispersion import dispersion_coefficient
 from chronograd.space.neighbor_list import exclusion_keys
 from chronograd.space.periodic import box_volume, minimum_image
 
-METHODS = ("NoCutoff", "CutoffNonPeriodic", "CutoffPeriodic", "Ewald", "PME")
-PERIODIC_METHODS = ("CutoffPeriodic", "Ewald", "PME")
+METHODS = ("NoCutoff", "CutoffNonPeriodic", "CutoffPeriodic", "Ewald", "PME", "LJPME")
+PERIODIC_METHODS = ("CutoffPeriodic", "Ewald", "PME", "LJPME")
+EWALD_METHODS = ("Ewald", "PME", "LJPME")
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +61,9 @@ class NonbondedTerm:
     use_dispersion_correction: bool = True
     exceptions_use_periodic: bool = False
     explicit_pme_parameters: bool = False
+    lj_alpha: float = 0.0
+    lj_grid: tuple[int, int, int] | None = None
+    explicit_lj_pme_parameters: bool = False
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
     kind: ClassVar[str] = "nonbonded"
     param_names: ClassVar[tuple[str, ...]] = (
@@ -76,6 +82,11 @@ class NonbondedTerm:
     @property
     def periodic(self) -> bool:
         return self.method in PERIODIC_METHODS
+
+    @property
+    def uses_switch(self) -> bool:
+        """OpenMM ignores the switching function with LJPME (its pairs are shifted instead)."""
+        return self.switch_distance is not None and self.method != "LJPME"
 
     @property
     def uses_cutoff(self) -> bool:
@@ -119,7 +130,7 @@ class NonbondedTerm:
         if self.uses_cutoff:
             mask = mask & (r < self.cutoff)
         lj = pair.lennard_jones(r, 0.5 * (sig[i] + sig[j]), pair.safe_sqrt(eps[i] * eps[j]))
-        if self.switch_distance is not None:
+        if self.uses_switch:
             lj = lj * pair.switching_function(r, self.switch_distance, self.cutoff)
         qq = q[i] * q[j]
         if self.method == "NoCutoff":
@@ -141,21 +152,23 @@ class NonbondedTerm:
                 pair.lennard_jones(r_ex, params["exception_sigma"], params["exception_epsilon"])
             )
             e_coul = e_coul + jnp.sum(pair.coulomb(r_ex, params["exception_charge_prod"]))
-            if self.method in ("Ewald", "PME"):
+            if self.method in EWALD_METHODS:
                 d_p = minimum_image(d, b)
                 r_p = jnp.sqrt(jnp.sum(d_p * d_p, axis=-1))
                 qq_ex = q[ex[:, 0]] * q[ex[:, 1]]
                 e_coul = e_coul + jnp.sum(pair.coulomb_ewald_exclusion(r_p, qq_ex, self.alpha))
 
-        if self.method in ("Ewald", "PME"):
+        if self.method in EWALD_METHODS:
             e_coul = e_coul + ewald.ewald_self_energy(q, self.alpha)
             reciprocal = (
-                ewald.pme_reciprocal_energy
-                if self.method == "PME"
-                else ewald.ewald_reciprocal_energy
+                ewald.ewald_reciprocal_energy
+                if self.method == "Ewald"
+                else ewald.pme_reciprocal_energy
             )
             e_coul = e_coul + reciprocal(positions, b, q, self.alpha, self.grid)
-        if self.periodic and self.use_dispersion_correction:
+        if self.method == "LJPME":
+            e_lj = e_lj + self._dispersion_pme(positions, b, sig, eps, r, mask, i, j)
+        elif self.periodic and self.use_dispersion_correction:
             coeff = dispersion_coefficient(
                 sig,
                 eps,
@@ -167,3 +180,27 @@ class NonbondedTerm:
             e_lj = e_lj + coeff / box_volume(b)
         names = self.term_names()
         return {names[0]: e_lj, names[1]: e_coul}
+
+    def _dispersion_pme(self, positions, box, sig, eps, r, mask, i, j):
+        """LJPME: the geometric-rule C6 / r^6 interaction of all pairs and images by PME,
+        with the direct-space pairs, exceptions and self terms made consistent with it."""
+        a = self.lj_alpha
+        c6 = 2.0 * sig**3 * pair.safe_sqrt(eps)
+        reciprocal = ewald.dispersion_pme_reciprocal_energy(positions, box, c6, a, self.lj_grid)
+        # Pairs inside the cutoff: the reciprocal sum already holds -C6 g(r)/r^6; cancel it
+        # there (the Lennard-Jones pair term above is the interaction inside the cutoff).
+        # Like OpenMM, shift the whole direct-space pair function (LJ + correction) to zero
+        # at the cutoff.
+        rc = self.cutoff
+        c6_ij = c6[i] * c6[j]
+        shift = pair.lennard_jones(rc, 0.5 * (sig[i] + sig[j]), pair.safe_sqrt(eps[i] * eps[j]))
+        shift = shift + c6_ij * pair.dispersion_long_range(jnp.asarray(rc), a) / rc**6
+        direct = c6_ij * pair.dispersion_long_range(r, a) / r**6 - shift
+        e = reciprocal + jnp.sum(jnp.where(mask, direct, 0.0))
+        ex = jnp.asarray(self.exception_atoms)
+        if ex.shape[0] > 0:
+            d = minimum_image(positions[ex[:, 0]] - positions[ex[:, 1]], box)
+            r_ex = jnp.sqrt(jnp.sum(d * d, axis=-1))
+            c6_ex = c6[ex[:, 0]] * c6[ex[:, 1]]
+            e = e + jnp.sum(c6_ex * pair.dispersion_long_range(r_ex, a) / r_ex**6)
+        return e + a**6 / 12.0 * jnp.sum(c6 * c6)

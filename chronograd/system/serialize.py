@@ -53,6 +53,9 @@ _FIELDS = {
         "use_dispersion_correction",
         "exceptions_use_periodic",
         "explicit_pme_parameters",
+        "lj_alpha",
+        "lj_grid",
+        "explicit_lj_pme_parameters",
     ),
 }
 
@@ -127,7 +130,7 @@ def system_from_dict(data: dict, *, source: str = "<dict>") -> System:
                 if f in ("atoms", "exception_atoms"):
                     width = {"harmonic_bond": 2, "harmonic_angle": 3, "periodic_torsion": 4}
                     v = v.reshape(-1, width.get(kind, 2))
-            elif f == "grid" and v is not None:
+            elif f in ("grid", "lj_grid") and v is not None:
                 v = tuple(int(x) for x in v)
             kwargs[f] = v
         term = _TERM_KINDS[kind](**kwargs)
