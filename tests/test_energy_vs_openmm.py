@@ -64,28 +64,32 @@ def test_water_box_pme():
     compare_with_openmm(omm, pos, box)
 
 
+def assert_pme_parameters_match_context(omm, system, *, dispersion=False):
+    """chronograd's (alpha, grid) equal what OpenMM's Reference context chose."""
+    nb = [f for f in omm.getForces() if isinstance(f, openmm.NonbondedForce)][0]
+    ctx = openmm.Context(omm, openmm.VerletIntegrator(0.001),
+                         openmm.Platform.getPlatformByName("Reference"))
+    if dispersion:
+        alpha, nx, ny, nz = nb.getLJPMEParametersInContext(ctx)
+        ours = system.nonbonded.lj_alpha, system.nonbonded.lj_grid
+    else:
+        alpha, nx, ny, nz = nb.getPMEParametersInContext(ctx)
+        ours = system.nonbonded.alpha, system.nonbonded.grid
+    assert ours[1] == (nx, ny, nz)
+    assert ours[0] == pytest.approx(alpha, rel=1e-14)
+
+
 def test_water_box_pme_alpha_and_grid_match_openmm_context():
     for tol in (5e-4, 1e-5, 1e-6):
         omm, pos, box = water_box(method=app.PME, ewaldErrorTolerance=tol)
-        system = cg.from_openmm(omm)
-        nb = [f for f in omm.getForces() if isinstance(f, openmm.NonbondedForce)][0]
-        ctx = openmm.Context(omm, openmm.VerletIntegrator(0.001),
-                             openmm.Platform.getPlatformByName("Reference"))
-        alpha, nx, ny, nz = nb.getPMEParametersInContext(ctx)
-        assert system.nonbonded.grid == (nx, ny, nz)
-        assert system.nonbonded.alpha == pytest.approx(alpha, rel=1e-14)
+        assert_pme_parameters_match_context(omm, cg.from_openmm(omm))
 
 
 def test_water_box_ljpme():
     # OpenMM ignores the switching function with LJPME; so must chronograd.
     omm, pos, box = water_box(method=app.LJPME, switchDistance=0.75 * u.nanometer)
     system, _, _ = compare_with_openmm(omm, pos, box)
-    nb = [f for f in omm.getForces() if isinstance(f, openmm.NonbondedForce)][0]
-    ctx = openmm.Context(omm, openmm.VerletIntegrator(0.001),
-                         openmm.Platform.getPlatformByName("Reference"))
-    alpha, nx, ny, nz = nb.getLJPMEParametersInContext(ctx)
-    assert system.nonbonded.lj_grid == (nx, ny, nz)
-    assert system.nonbonded.lj_alpha == pytest.approx(alpha, rel=1e-14)
+    assert_pme_parameters_match_context(omm, system, dispersion=True)
 
 
 def test_villin_amber14_solvated_ljpme():
