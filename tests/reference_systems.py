@@ -60,11 +60,9 @@ def villin(solvated: bool, method=None, cutoff=1.0, **kwargs):
 
 
 def openmm_energy_forces(system, positions, box=None, platform="Reference", groups=None):
-    """(energy kJ/mol, forces [N, 3] kJ/mol/nm) from OpenMM in double precision."""
+    """(energy kJ/mol, forces [N, 3] kJ/mol/nm) from OpenMM (Reference: double precision)."""
     integ = openmm.VerletIntegrator(0.001)
-    plat = openmm.Platform.getPlatformByName(platform)
-    props = {"Precision": "double"} if platform in ("CPU", "CUDA", "OpenCL") and False else {}
-    ctx = openmm.Context(system, integ, plat, props)
+    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName(platform))
     if box is not None:
         ctx.setPeriodicBoxVectors(*[openmm.Vec3(*v) for v in box])
     ctx.setPositions(positions)
@@ -74,15 +72,6 @@ def openmm_energy_forces(system, positions, box=None, platform="Reference", grou
     f = np.asarray(st.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer))
     del ctx
     return e, f
-
-
-def split_force_groups(system):
-    """Put each force in its own group; return {force class name (+index): group}."""
-    groups = {}
-    for k, f in enumerate(system.getForces()):
-        f.setForceGroup(k)
-        groups[k] = type(f).__name__
-    return groups
 
 
 def nonbonded_only(system, part: str):

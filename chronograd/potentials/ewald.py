@@ -107,12 +107,12 @@ def ewald_reciprocal_energy(positions, box, charges, alpha, kmax):
     return ONE_4PI_EPS0 * energy / (2.0 * math.pi * box_volume(box))
 
 
-def _cardinal_bspline(x, order, xp=jnp):
-    """Cardinal B-spline M_order(x), supported on [0, order] (``xp``: jnp or numpy)."""
+def _cardinal_bspline(x: float, order: int) -> float:
+    """Cardinal B-spline M_order(x), supported on [0, order] (host-side, for the moduli)."""
     if order == 2:
-        return xp.clip(1.0 - xp.abs(x - 1.0), 0.0, None)
-    return (x * _cardinal_bspline(x, order - 1, xp)
-            + (order - x) * _cardinal_bspline(x - 1.0, order - 1, xp)) / (order - 1)
+        return max(0.0, 1.0 - abs(x - 1.0))
+    return (x * _cardinal_bspline(x, order - 1)
+            + (order - x) * _cardinal_bspline(x - 1.0, order - 1)) / (order - 1)
 
 
 def bspline_weights(frac, order: int = PME_ORDER):
@@ -139,7 +139,7 @@ def bspline_moduli(grid_size: int, order: int = PME_ORDER) -> np.ndarray:
     values = np.zeros(grid_size)
     for i in range(1, order + 1):
         if i < grid_size:
-            values[i] = float(_cardinal_bspline(np.float64(i), order, np))
+            values[i] = _cardinal_bspline(float(i), order)
     k = np.arange(grid_size)
     arg = 2.0 * np.pi * np.outer(k, np.arange(grid_size)) / grid_size
     moduli = (values * np.cos(arg)).sum(1) ** 2 + (values * np.sin(arg)).sum(1) ** 2
