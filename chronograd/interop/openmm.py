@@ -228,7 +228,7 @@ def to_openmm(system: System, params=None):
     """Export to an ``openmm.System`` with the given parameters (default: ``system.params``)."""
     import openmm
 
-    params = system.params if params is None else params
+    params = system.slots(params)
     out = openmm.System()
     for m in np.asarray(system.masses):
         out.addParticle(float(m))

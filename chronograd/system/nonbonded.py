@@ -64,6 +64,7 @@ class NonbondedTerm:
     lj_alpha: float = 0.0
     lj_grid: tuple[int, int, int] | None = None
     explicit_lj_pme_parameters: bool = False
+    report_names: tuple[str, str] | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
     kind: ClassVar[str] = "nonbonded"
     param_names: ClassVar[tuple[str, ...]] = (
@@ -93,6 +94,8 @@ class NonbondedTerm:
         return self.method != "NoCutoff"
 
     def term_names(self) -> tuple[str, ...]:
+        if self.report_names is not None:
+            return tuple(self.report_names)
         if self.name == "nonbonded":
             return ("lennard_jones", "coulomb")
         return (f"{self.name}.lennard_jones", f"{self.name}.coulomb")

@@ -56,6 +56,7 @@ _FIELDS = {
         "lj_alpha",
         "lj_grid",
         "explicit_lj_pme_parameters",
+        "report_names",
     ),
 }
 
@@ -66,8 +67,9 @@ def _floats(values) -> list:
 
 
 def system_to_dict(system: System, params=None) -> dict:
-    """A JSON-ready dict of the system (with ``params`` or the system's own)."""
-    params = system.params if params is None else params
+    """A JSON-ready dict of the system (with ``params`` or the system's own). A system made
+    from a force field is written with its slot values (the theta map is not serialized)."""
+    params = system.slots(params)
     terms = []
     for term in system.terms:
         entry = {"kind": term.kind, "name": term.name}
@@ -130,7 +132,7 @@ def system_from_dict(data: dict, *, source: str = "<dict>") -> System:
                 if f in ("atoms", "exception_atoms"):
                     width = {"harmonic_bond": 2, "harmonic_angle": 3, "periodic_torsion": 4}
                     v = v.reshape(-1, width.get(kind, 2))
-            elif f in ("grid", "lj_grid") and v is not None:
+            elif f in ("grid", "lj_grid", "report_names") and v is not None:
                 v = tuple(int(x) for x in v)
             kwargs[f] = v
         term = _TERM_KINDS[kind](**kwargs)

@@ -28,7 +28,11 @@ class System:
     Attributes:
         masses: [N] amu.
         terms: energy terms (static index arrays and options).
-        params: parameter pytree, ``params[term.name][attribute]`` -> array.
+        params: the parameters U is differentiated in. Without a ``source`` they are the system
+            slots themselves, ``params[term.name][attribute]`` -> array (e.g. imported from
+            OpenMM); with one they are what the source consumes (a force field's theta).
+        source: a ParameterSource, ``source(params) -> slots`` evaluated inside the traced
+            energy (slot maps of a force field, a neural network, ...), or None.
         box: default periodic box vectors [3, 3] nm (rows, OpenMM reduced form), or None.
         constraints: [C, 2] int atom pairs held at ``constraint_distances`` [C] nm.
     """
@@ -39,6 +43,7 @@ class System:
     box: np.ndarray | None = None
     constraints: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))
     constraint_distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    source: object = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -64,17 +69,23 @@ class System:
         """The same system with another parameter pytree."""
         return replace(self, params=params, _cache={})
 
+    def slots(self, params=None):
+        """System slot values ``{term: {attribute: array}}`` for ``params`` (default: own)."""
+        params = self.params if params is None else params
+        return params if self.source is None else self.source(params)
+
     # ---- pure energy functions -------------------------------------------------------------
 
     def energy_terms_fn(self, *, neighbor_list: bool = False):
         """Pure ``terms(positions, box, params[, neighbors]) -> dict[str, kJ/mol]``."""
-        terms = self.terms
+        terms, source = self.terms, self.source
 
         def energy_terms(positions, box, params, neighbors=None):
             pairs = None if neighbors is None else neighbors.pairs()
+            slots = params if source is None else source(params)
             out = {}
             for term in terms:
-                out.update(term.energy_terms(positions, box, params[term.name], pairs))
+                out.update(term.energy_terms(positions, box, slots[term.name], pairs))
             return out
 
         if neighbor_list:

@@ -1,0 +1,340 @@
+"""Assemble a differentiable System from a SMIRNOFF force field and molecules (setup layer).
+
+Each unique molecule is typed once; copies (solvent) reuse its template with shifted atom
+indices. Every slot of the system refers to theta through a SlotMap, so evaluating the system at
+a new theta never re-types. Conventions follow the SMIRNOFF spec as the OpenFF toolkit and
+Interchange apply it: constrained bonds have no harmonic term, impropers are the three cyclic
+permutations of the outer atoms around the centre with k / idivf (``auto`` = 3), library charges
+apply to molecules they cover completely, 1-2 and 1-3 pairs are excluded and 1-4 pairs scaled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from chronograd.errors import InputError
+from chronograd.forcefield.charges import assign_charges
+from chronograd.forcefield.labeling import canonical_key, label_molecule
+from chronograd.forcefield.slot_map import SlotMap
+from chronograd.forcefield.source import ExceptionRule, ForceFieldSource, theta_offsets
+from chronograd.potentials.dispersion import lj_classes
+from chronograd.potentials.ewald import pme_parameters
+from chronograd.system.nonbonded import NonbondedTerm
+from chronograd.system.system import System
+from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
+from chronograd.topology.molecule import Molecule
+
+RMIN_HALF_TO_SIGMA = 2.0 / 2.0 ** (1.0 / 6.0)
+EWALD_TOLERANCE = 1e-4  # what OpenFF Interchange passes to OpenMM
+
+
+@dataclass
+class _Template:
+    """One molecule's terms with theta rows (flat indices), before offsetting atoms."""
+
+    bonds: np.ndarray
+    bond_rows: dict
+    angles: np.ndarray
+    angle_rows: dict
+    propers: np.ndarray
+    proper_periodicity: np.ndarray
+    proper_rows: dict
+    proper_factor: np.ndarray
+    impropers: np.ndarray
+    improper_periodicity: np.ndarray
+    improper_rows: dict
+    improper_factor: np.ndarray
+    sigma_rows: np.ndarray
+    sigma_factor: np.ndarray
+    epsilon_rows: np.ndarray
+    charge_rows: np.ndarray | None  # library charges, or None
+    base_charges: np.ndarray | None
+    constraints: np.ndarray
+    constraint_distances: np.ndarray
+    exceptions: np.ndarray
+    scale_coulomb: np.ndarray
+    scale_lj: np.ndarray
+    masses: np.ndarray
+
+
+def _describe(mol: Molecule, atoms) -> str:
+    sym = [mol.rdmol.GetAtomWithIdx(int(a)).GetSymbol() for a in atoms]
+    return f"atoms {tuple(int(a) for a in atoms)} ({'-'.join(sym)}) of {mol.name or 'molecule'}"
+
+
+class _Builder:
+    def __init__(self, ff):
+        self.ff = ff
+        self.offsets = theta_offsets(ff.params)
+        # per (handler, attribute): parameter index -> list of (flat row, RowInfo position)
+        self.rows = {}
+        for handler, attrs in ff.row_info.items():
+            for attr, info in attrs.items():
+                table = {}
+                for pos, pidx in enumerate(info.parameter_index):
+                    table.setdefault(pidx, []).append(self.offsets[(handler, attr)] + pos)
+                self.rows[(handler, attr)] = table
+        self.positions_in_leaf = {
+            (h, a): {pidx: [p for p, q in enumerate(info.parameter_index) if q == pidx]
+                     for pidx in set(info.parameter_index)}
+            for h, attrs in ff.row_info.items() for a, info in attrs.items()
+        }
+
+    def row(self, handler, attr, pidx):
+        return self.rows[(handler, attr)][pidx][0]
+
+    def template(self, mol: Molecule, charges: str) -> _Template:
+        ff = self.ff
+        labels = label_molecule(ff.file, mol).assignments
+        handlers = ff.file.handlers
+
+        # Constraints (h-bonds, rigid water): distance from the constraint or the bond length.
+        cons, cons_d = [], []
+        for key, pidx in sorted(labels.get("Constraints", {}).items()):
+            p = handlers["Constraints"].parameters[pidx]
+            if "distance" in p.values:
+                d = p.values["distance"]
+            else:
+                bidx = labels.get("Bonds", {}).get(key)
+                if bidx is None:
+                    raise InputError(f"constraint {p.id} on {_describe(mol, key)} has no distance"
+                                     " and no Bonds parameter to take it from")
+                d = handlers["Bonds"].parameters[bidx].values["length"]
+            cons.append(key)
+            cons_d.append(d)
+        constrained = set(cons)
+
+        def lookup(handler, key, what):
+            pidx = labels.get(handler, {}).get(key)
+            if pidx is None:
+                raise InputError(f"no {handler} parameter matches {_describe(mol, key)};"
+                                 f" the force field cannot type this {what}")
+            return pidx
+
+        bonds, b_len, b_k = [], [], []
+        for key in map(tuple, mol.bonds()):
+            pidx = lookup("Bonds", key, "bond")
+            if key in constrained:
+                continue
+            bonds.append(key)
+            b_len.append(self.row("Bonds", "length", pidx))
+            b_k.append(self.row("Bonds", "k", pidx))
+        angles, a_ang, a_k = [], [], []
+        for key in map(tuple, mol.angles()):
+            pidx = lookup("Angles", canonical_key("Angles", key), "angle")
+            i, j, k = key
+            if ((i, k) in constrained and tuple(sorted((i, j))) in constrained
+                    and tuple(sorted((j, k))) in constrained):
+                continue  # rigid triangle (e.g. TIP3P)
+            angles.append(key)
+            a_ang.append(self.row("Angles", "angle", pidx))
+            a_k.append(self.row("Angles", "k", pidx))
+
+        def torsion_entries(handler, keys_and_params, permute):
+            atoms, per, k_rows, ph_rows, factor = [], [], [], [], []
+            info = ff.row_info[handler]["k"]
+            default = handlers[handler].attributes.get("default_idivf", "auto")
+            for key, pidx in keys_and_params:
+                for pos in self.positions_in_leaf[(handler, "k")][pidx]:
+                    idivf = info.idivf[pos]
+                    if idivf is None:
+                        idivf = (3.0 if handler == "ImproperTorsions" else 1.0) if default == \
+                            "auto" else float(default)
+                    for t in permute(key):
+                        atoms.append(t)
+                        per.append(info.periodicity[pos])
+                        k_rows.append(self.offsets[(handler, "k")] + pos)
+                        ph_rows.append(self.offsets[(handler, "phase")] + pos)
+                        factor.append(1.0 / idivf)
+            return (np.array(atoms, np.int32).reshape(-1, 4), np.array(per, np.int32),
+                    {"k": np.array(k_rows), "phase": np.array(ph_rows)}, np.array(factor))
+
+        propers = [(tuple(t), lookup("ProperTorsions", tuple(t), "proper torsion"))
+                   for t in mol.propers()]
+        p_atoms, p_per, p_rows, p_fac = torsion_entries("ProperTorsions", propers, lambda k: [k])
+        impropers = sorted(labels.get("ImproperTorsions", {}).items())
+
+        def trefoil(key):
+            outer = (key[0], key[2], key[3])
+            return [(key[1], outer[a], outer[b], outer[c])
+                    for a, b, c in ((0, 1, 2), (1, 2, 0), (2, 0, 1))]
+
+        if impropers:
+            i_atoms, i_per, i_rows, i_fac = torsion_entries("ImproperTorsions", impropers, trefoil)
+        else:
+            i_atoms, i_per = np.zeros((0, 4), np.int32), np.zeros(0, np.int32)
+            i_rows, i_fac = {"k": np.zeros(0, int), "phase": np.zeros(0, int)}, np.zeros(0)
+
+        sig_rows, sig_fac, eps_rows = [], [], []
+        vdw = handlers["vdW"]
+        for a in range(mol.n_atoms):
+            pidx = lookup("vdW", (a,), "atom (vdW)")
+            p = vdw.parameters[pidx]
+            eps_rows.append(self.row("vdW", "epsilon", pidx))
+            if "sigma" in p.values:
+                sig_rows.append(self.row("vdW", "sigma", pidx))
+                sig_fac.append(1.0)
+            else:
+                sig_rows.append(self.row("vdW", "rmin_half", pidx))
+                sig_fac.append(RMIN_HALF_TO_SIGMA)
+
+        charge_rows, base = self._library_charges(mol, labels), None
+        if charge_rows is None:
+            if "ToolkitAM1BCC" not in handlers and charges == "am1bcc":
+                raise InputError(f"{mol.name}: no LibraryCharges cover this molecule and the"
+                                 " force field has no charge model")
+            base = assign_charges(mol, charges)
+
+        scales = self._scales()
+        dist = mol.graph_distances()
+        i, j = np.nonzero(np.triu((dist >= 1) & (dist <= 3)))
+        d = dist[i, j]
+        sc = np.where(d == 3, scales["Electrostatics"], 0.0)
+        sl = np.where(d == 3, scales["vdW"], 0.0)
+        return _Template(
+            np.array(bonds, np.int32).reshape(-1, 2), {"length": np.array(b_len),
+                                                       "k": np.array(b_k)},
+            np.array(angles, np.int32).reshape(-1, 3), {"angle": np.array(a_ang),
+                                                        "k": np.array(a_k)},
+            p_atoms, p_per, p_rows, p_fac, i_atoms, i_per, i_rows, i_fac,
+            np.array(sig_rows), np.array(sig_fac), np.array(eps_rows), charge_rows, base,
+            np.array(cons, np.int32).reshape(-1, 2), np.array(cons_d),
+            np.stack([i, j], axis=1).astype(np.int32), sc, sl, mol.masses,
+        )
+
+    def _library_charges(self, mol, labels):
+        lib = labels.get("LibraryCharges", {})
+        if not lib:
+            return None
+        rows = np.full(mol.n_atoms, -1)
+        info = self.ff.row_info["LibraryCharges"]["charge"]
+        for key, pidx in lib.items():
+            for pos in self.positions_in_leaf[("LibraryCharges", "charge")][pidx]:
+                rows[key[info.term[pos]]] = self.offsets[("LibraryCharges", "charge")] + pos
+        return rows if np.all(rows >= 0) else None
+
+    def _scales(self):
+        out = {}
+        for name in ("vdW", "Electrostatics"):
+            attrs = self.ff.file.handlers[name].attributes
+            if float(attrs.get("scale12", 0)) != 0 or float(attrs.get("scale13", 0)) != 0 or \
+                    float(attrs.get("scale15", 1)) != 1:
+                raise InputError(f"{name}: only scale12 = scale13 = 0 and scale15 = 1 are"
+                                 " supported")
+            out[name] = float(attrs.get("scale14", 0.5))
+        return out
+
+
+def create_system(ff, molecules, *, charges: str = "am1bcc", box=None) -> System:
+    """A System for ``molecules`` (a Molecule or a list; copies are typed once).
+
+    Args:
+        ff: a chronograd ForceField.
+        charges: how molecules not covered by LibraryCharges get charges: "am1bcc",
+            "from-file" or "gasteiger".
+        box: [3, 3] periodic box (nm) for PME with the force field's cutoff; None for vacuum
+            (no cutoff).
+    """
+    if isinstance(molecules, Molecule):
+        molecules = [molecules]
+    builder = _Builder(ff)
+    templates: dict[str, _Template] = {}
+    parts, offset = [], 0
+    for mol in molecules:
+        key = mol.identity() + (f"|{charges}|" + (mol.partial_charges.tobytes().hex()
+                                                  if charges == "from-file" and
+                                                  mol.partial_charges is not None else ""))
+        if key not in templates:
+            templates[key] = builder.template(mol, charges)
+        parts.append((templates[key], offset))
+        offset += mol.n_atoms
+    return _assemble(ff, parts, offset, box)
+
+
+def _cat(arrays, dtype=None, width=None):
+    arrays = [a for a in arrays]
+    if not arrays:
+        return np.zeros((0, width) if width else 0, dtype)
+    out = np.concatenate(arrays)
+    return out if dtype is None else out.astype(dtype)
+
+
+def _assemble(ff, parts, n_atoms, box) -> System:
+    def atoms(field, width):
+        return _cat([getattr(t, field) + o for t, o in parts], np.int32, width).reshape(-1, width)
+
+    def rows(field, attr):
+        return _cat([getattr(t, field)[attr] for t, o in parts], np.int64)
+
+    def values(field):
+        return _cat([getattr(t, field) for t, o in parts])
+
+    maps = {
+        "Bonds": {"length": SlotMap.gather(rows("bond_rows", "length")),
+                  "k": SlotMap.gather(rows("bond_rows", "k"))},
+        "Angles": {"angle": SlotMap.gather(rows("angle_rows", "angle")),
+                   "k": SlotMap.gather(rows("angle_rows", "k"))},
+        "ProperTorsions": {"k": SlotMap.gather(rows("proper_rows", "k"), values("proper_factor")),
+                           "phase": SlotMap.gather(rows("proper_rows", "phase"))},
+        "ImproperTorsions": {"k": SlotMap.gather(rows("improper_rows", "k"),
+                                                 values("improper_factor")),
+                             "phase": SlotMap.gather(rows("improper_rows", "phase"))},
+    }
+    charge_maps = []
+    for t, _ in parts:
+        n = t.masses.shape[0]
+        if t.charge_rows is not None:
+            charge_maps.append(SlotMap.gather(t.charge_rows))
+        else:
+            charge_maps.append(SlotMap(n, np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                       np.zeros(0), t.base_charges))
+    nonbonded_maps = {
+        "charge": SlotMap.concatenate(charge_maps),
+        "sigma": SlotMap.gather(values("sigma_rows").astype(np.int64), values("sigma_factor")),
+        "epsilon": SlotMap.gather(values("epsilon_rows").astype(np.int64)),
+    }
+    maps["Nonbonded"] = nonbonded_maps
+    exceptions = atoms("exceptions", 2)
+    rule = ExceptionRule("Nonbonded", exceptions, values("scale_coulomb"), values("scale_lj"))
+    source = ForceFieldSource(maps, exceptions=(rule,))
+
+    vdw = ff.file.handlers["vdW"].attributes
+    from chronograd.forcefield.quantity import parse_quantity
+
+    cutoff = parse_quantity(vdw.get("cutoff", "9.0 * angstrom"))[0]
+    switch_width = parse_quantity(vdw.get("switch_width", "1.0 * angstrom"))[0]
+    theta_slots = source(ff.params)
+    sig = np.asarray(theta_slots["Nonbonded"]["sigma"])
+    eps = np.asarray(theta_slots["Nonbonded"]["epsilon"])
+    classes, counts = lj_classes(sig, eps)
+    if box is None:
+        nb = NonbondedTerm("Nonbonded", n_atoms, "NoCutoff", exceptions, classes, counts,
+                           cutoff=cutoff, report_names=("vdW", "Electrostatics"))
+    else:
+        box = np.asarray(box, dtype=np.float64)
+        alpha, grid = pme_parameters(cutoff, EWALD_TOLERANCE, box)
+        nb = NonbondedTerm("Nonbonded", n_atoms, "PME", exceptions, classes, counts,
+                           cutoff=cutoff,
+                           switch_distance=cutoff - switch_width if switch_width > 0 else None,
+                           ewald_error_tolerance=EWALD_TOLERANCE, alpha=alpha, grid=grid,
+                           use_dispersion_correction=True, report_names=("vdW", "Electrostatics"))
+    terms = (
+        HarmonicBondTerm("Bonds", atoms("bonds", 2)),
+        HarmonicAngleTerm("Angles", atoms("angles", 3)),
+        PeriodicTorsionTerm("ProperTorsions", atoms("propers", 4),
+                            periodicity=values("proper_periodicity").astype(np.int32)),
+        PeriodicTorsionTerm("ImproperTorsions", atoms("impropers", 4),
+                            periodicity=values("improper_periodicity").astype(np.int32)),
+        nb,
+    )
+    return System(
+        masses=values("masses"),
+        terms=terms,
+        params=ff.params,
+        box=box,
+        constraints=atoms("constraints", 2),
+        constraint_distances=values("constraint_distances"),
+        source=source,
+    )

@@ -1,0 +1,79 @@
+"""ForceField: a SMIRNOFF force field as a differentiable parameter pytree theta.
+
+    ff = ForceField("openff-2.2.1.offxml")        # bare names resolve from openforcefields
+    system = ff.create_system(molecules, charges="am1bcc")
+    U = system.energy_fn()                         # U(positions, box, theta)
+    dU_dtheta = jax.grad(U, argnums=2)(x, None, ff.params)
+    ff.to_offxml("fitted.offxml", new_theta)
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from chronograd.errors import InputError
+from chronograd.forcefield.offxml import read_offxml, write_offxml
+from chronograd.forcefield.theta import build_theta
+
+
+class ForceField:
+    """A SMIRNOFF force field: the parsed file, theta (``params``) and its row metadata."""
+
+    def __init__(self, name_or_path):
+        self.file = read_offxml(name_or_path)
+        self.params, self.row_info = build_theta(self.file)
+
+    @property
+    def source_name(self) -> str:
+        return self.file.source
+
+    def create_system(self, molecules, *, charges: str = "am1bcc", box=None):
+        """Type ``molecules`` (a Molecule or list; copies typed once) into a System whose
+        ``params`` are this force field's theta. See ``create_system``."""
+        from chronograd.forcefield.create_system import create_system
+
+        return create_system(self, molecules, charges=charges, box=box)
+
+    def parameter_table(self, params=None):
+        """Rows of theta: (handler, attribute, parameter id, file attribute, value)."""
+        params = self.params if params is None else params
+        out = []
+        for handler, attrs in self.row_info.items():
+            for attr, info in attrs.items():
+                values = np.asarray(params[handler][attr])
+                for pos, pid in enumerate(info.ids):
+                    out.append((handler, attr, pid, info.file_attribute[pos], float(values[pos])))
+        return out
+
+    def select(self, *, ids=None, smirks=None, attributes=None):
+        """A boolean mask pytree like theta: True for rows whose parameter id is in ``ids``
+        (or matches the regular expression ``smirks``) and whose attribute is in
+        ``attributes`` (e.g. ``{"k", "phase"}``). Omitted criteria match everything."""
+        import jax.numpy as jnp
+
+        mask = {}
+        for handler, attrs in self.row_info.items():
+            mask[handler] = {}
+            for attr, info in attrs.items():
+                keep = np.ones(len(info.ids), bool)
+                if ids is not None:
+                    keep &= np.isin(info.ids, list(ids))
+                if smirks is not None:
+                    keep &= np.array([re.search(smirks, s) is not None for s in info.smirks])
+                if attributes is not None:
+                    keep &= attr in attributes
+                mask[handler][attr] = jnp.asarray(keep)
+        return mask
+
+    def to_offxml(self, path, params=None) -> None:
+        """Write the force field with ``params`` (default: its own), in the file's units, with
+        everything else unchanged; written to a temporary file first, then moved."""
+        params = self.params if params is None else params
+        values = {}
+        for handler, _attr, pid, file_attr, value in self.parameter_table(params):
+            if not np.isfinite(value):
+                raise InputError(f"{handler} {pid} {file_attr} is not finite ({value})")
+            values[(handler, pid, file_attr)] = value
+        write_offxml(self.file, path, values)

@@ -1,0 +1,94 @@
+"""SMIRKS matching with SMIRNOFF semantics (setup layer, RDKit).
+
+For every handler, parameters are tried in file order and the last one that matches an atom
+tuple wins. Atom tuples are deduplicated the way the SMIRNOFF spec (and the OpenFF toolkit)
+does: valence terms are keyed with the first index below the last (reversed otherwise);
+improper torsions keep the central (second) atom and sort the three others. Molecules are
+prepared with the MDL aromaticity model (``OEAroModel_MDL``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from chronograd.errors import InputError
+from chronograd.forcefield.offxml import ForceFieldFile
+from chronograd.topology.molecule import Molecule
+
+_MAX_MATCHES = int(np.iinfo(np.uintc).max)
+# Handlers whose tagged atoms form one valence term, keyed as in the SMIRNOFF spec.
+VALENCE_HANDLERS = ("Constraints", "Bonds", "Angles", "ProperTorsions")
+
+
+def mdl_aromatic_copy(rdmol):
+    """A copy of ``rdmol`` with aromaticity perceived by the MDL model."""
+    from rdkit import Chem
+
+    mol = Chem.Mol(rdmol)
+    Chem.Kekulize(mol, clearAromaticFlags=True)
+    Chem.SanitizeMol(
+        mol, Chem.SANITIZE_ALL ^ Chem.SANITIZE_ADJUSTHS ^ Chem.SANITIZE_SETAROMATICITY
+    )
+    Chem.SetAromaticity(mol, Chem.AromaticityModel.AROMATICITY_MDL)
+    return mol
+
+
+_QUERY_CACHE: dict[str, tuple[object, list[int]]] = {}
+
+
+def _query(smirks: str):
+    if smirks not in _QUERY_CACHE:
+        from rdkit import Chem
+
+        q = Chem.MolFromSmarts(smirks)
+        if q is None:
+            raise InputError(f"RDKit cannot parse the SMIRKS {smirks!r}")
+        tagged = {a.GetAtomMapNum(): a.GetIdx() for a in q.GetAtoms() if a.GetAtomMapNum()}
+        _QUERY_CACHE[smirks] = (q, [tagged[k] for k in sorted(tagged)])
+    return _QUERY_CACHE[smirks]
+
+
+def smirks_matches(aromatic_rdmol, smirks: str) -> list[tuple[int, ...]]:
+    """All (non-unique) matches of the tagged atoms of ``smirks``, in tag order."""
+    q, order = _query(smirks)
+    full = aromatic_rdmol.GetSubstructMatches(
+        q, uniquify=False, maxMatches=_MAX_MATCHES, useChirality=True
+    )
+    return [tuple(m[i] for i in order) for m in full]
+
+
+def canonical_key(handler: str, atoms: tuple[int, ...]) -> tuple[int, ...]:
+    if handler == "ImproperTorsions":
+        others = sorted((atoms[0], atoms[2], atoms[3]))
+        return (others[0], atoms[1], others[1], others[2])
+    if len(atoms) > 1 and atoms[0] > atoms[-1]:
+        return tuple(reversed(atoms))
+    return tuple(atoms)
+
+
+@dataclass
+class Labels:
+    """Per handler: atom tuple (canonical key) -> index of the winning parameter."""
+
+    molecule: Molecule
+    assignments: dict[str, dict[tuple[int, ...], int]]
+
+
+def label_molecule(ff: ForceFieldFile, molecule: Molecule,
+                   handlers=("Constraints", "Bonds", "Angles", "ProperTorsions",
+                             "ImproperTorsions", "vdW", "LibraryCharges")) -> Labels:
+    """Assign the parameters of ``handlers`` (those present in ``ff``) to ``molecule``."""
+    rdmol = mdl_aromatic_copy(molecule.rdmol)
+    out = {}
+    for name in handlers:
+        handler = ff.handlers.get(name)
+        if handler is None:
+            continue
+        assigned: dict[tuple[int, ...], int] = {}
+        for index, parameter in enumerate(handler.parameters):
+            for match in smirks_matches(rdmol, parameter.smirks):
+                assigned[canonical_key(name, match)] = index
+        out[name] = assigned
+    return Labels(molecule, out)

@@ -1,0 +1,87 @@
+"""ForceFieldSource: the ParameterSource of a system made from a force field.
+
+Called inside the traced energy function, it maps theta (the force field's pytree) to the
+system's slots through sparse slot maps, and builds exception parameters (scaled 1-4 pairs,
+exclusions) from the per-atom slots, so gradients reach every force-field parameter. Slots not
+mapped from theta may be frozen arrays (e.g. imported from OpenMM): they carry no gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from chronograd.forcefield.slot_map import SlotMap
+from chronograd.potentials.pair import safe_sqrt
+
+
+@dataclass(frozen=True, eq=False)
+class ExceptionRule:
+    """Exceptions built from per-atom slots: charge product and epsilon scaled per pair."""
+
+    term: str
+    atoms: np.ndarray  # [E, 2]
+    scale_coulomb: np.ndarray  # [E]
+    scale_lj: np.ndarray  # [E]
+
+
+@dataclass(frozen=True, eq=False)
+class ForceFieldSource:
+    """theta -> {term: {attribute: array}} via slot maps; ``frozen`` slots are constants.
+
+    Attributes:
+        maps: {term: {attribute: SlotMap}}.
+        frozen: {term: {attribute: array}} slots that do not depend on theta.
+        exceptions: rules that derive exception parameters from per-atom slots.
+        provenance: {term: {attribute: "theta" | "frozen"}}, for reports.
+    """
+
+    maps: dict
+    frozen: dict = field(default_factory=dict)
+    exceptions: tuple = ()
+    theta_template: dict = field(default_factory=dict, repr=False)
+
+    def flatten(self, theta):
+        return ravel_pytree(theta)[0]
+
+    def __call__(self, theta):
+        flat = self.flatten(theta)
+        out = {}
+        for term, attrs in self.maps.items():
+            out[term] = {a: m.apply(flat) for a, m in attrs.items()}
+        for term, attrs in self.frozen.items():
+            out.setdefault(term, {}).update({a: jnp.asarray(v) for a, v in attrs.items()})
+        for rule in self.exceptions:
+            p = out[rule.term]
+            i, j = rule.atoms[:, 0], rule.atoms[:, 1]
+            p["exception_charge_prod"] = jnp.asarray(rule.scale_coulomb) * p["charge"][i] * p[
+                "charge"][j]
+            p["exception_sigma"] = 0.5 * (p["sigma"][i] + p["sigma"][j])
+            p["exception_epsilon"] = jnp.asarray(rule.scale_lj) * safe_sqrt(
+                p["epsilon"][i] * p["epsilon"][j])
+        return out
+
+    @property
+    def provenance(self) -> dict:
+        prov = {t: {a: "theta" for a in attrs} for t, attrs in self.maps.items()}
+        for t, attrs in self.frozen.items():
+            prov.setdefault(t, {}).update({a: "frozen" for a in attrs})
+        return prov
+
+
+def theta_offsets(theta) -> dict[tuple[str, str], int]:
+    """Start of each leaf of ``theta`` in ``ravel_pytree(theta)`` order."""
+    import jax
+
+    leaves = jax.tree_util.tree_flatten_with_path(theta)[0]
+    out, offset = {}, 0
+    for path, leaf in leaves:
+        out[tuple(k.key for k in path)] = offset
+        offset += int(np.size(leaf))
+    return out
+
+
+__all__ = ["ExceptionRule", "ForceFieldSource", "SlotMap", "theta_offsets"]

@@ -1,0 +1,5 @@
+"""Molecules over RDKit."""
+
+from chronograd.topology.molecule import Molecule
+
+__all__ = ["Molecule"]
