@@ -1,6 +1,8 @@
 """The ``chronograd`` command.
 
     chronograd energy --openmm SYSTEM.xml --positions FILE.pdb [--json] [--forces OUT.npy]
+    chronograd energy --ff NAME MOLECULE.sdf [--charges ...] [--json] [--grad-params OUT.csv]
+    chronograd parameterize (MOLECULE.sdf | --smiles SMILES) --ff NAME -o system.json
 
 Errors are printed as one message naming the problem (file, line, atom) with exit code 1;
 no traceback for input problems.
@@ -35,35 +37,40 @@ def _fail(message: str) -> None:
 
 @app.command()
 def energy(
-    openmm_xml: Path = typer.Option(..., "--openmm", help="OpenMM System (XmlSerializer) file."),
-    positions: Path = typer.Option(..., "--positions", help="PDB with positions (and CRYST1 box)."),
+    molecule: Path | None = typer.Argument(None, help="SDF/MOL molecule (with --ff)."),
+    openmm_xml: Path | None = typer.Option(None, "--openmm", help="OpenMM System XML file."),
+    positions: Path | None = typer.Option(None, "--positions", help="PDB for --openmm."),
+    ff: str | None = typer.Option(None, "--ff", help="SMIRNOFF force field (name or path)."),
+    charges: str = typer.Option(
+        "auto", "--charges", help="from-file | am1bcc | gasteiger (auto: from-file if present)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     forces_out: Path | None = typer.Option(
         None, "--forces", help="Write forces, an (N, 3) .npy array in kJ/mol/nm."
     ),
+    grad_params: Path | None = typer.Option(
+        None, "--grad-params", help="With --ff: write dU/dtheta of every used parameter (CSV)."
+    ),
 ) -> None:
-    """Evaluate the potential energy of an OpenMM System per term and in total (kJ/mol)."""
+    """Potential energy per term and in total (kJ/mol) of an OpenMM System (--openmm with
+    --positions) or of a molecule typed with a SMIRNOFF force field (--ff MOLECULE.sdf)."""
     import chronograd as cg
-    from chronograd.interop.files import read_openmm_system_xml, read_pdb_positions
 
     try:
-        omm = read_openmm_system_xml(openmm_xml)
-        pos, box = read_pdb_positions(positions)
-        system = cg.from_openmm(omm)
-        if pos.shape[0] != system.n_atoms:
-            _fail(
-                f"{openmm_xml} has {system.n_atoms} particles but {positions} has"
-                f" {pos.shape[0]} atoms; use the PDB the system was built from"
-            )
-        if system.periodic and box is None:
-            _fail(
-                f"{openmm_xml} is periodic (PME, Ewald or a periodic cutoff) but {positions}"
-                " has no CRYST1 record; add the box as a CRYST1 line"
-            )
-        if not system.periodic:
-            box = None
+        if ff is not None:
+            system, pos, box, force_field = _ff_system(ff, molecule, charges)
+        elif openmm_xml is not None and positions is not None:
+            system, pos, box = _openmm_system(openmm_xml, positions)
+        else:
+            _fail("give --openmm SYSTEM.xml --positions FILE.pdb, or --ff NAME MOLECULE.sdf")
         terms = system.energy_terms(pos, box)
         total, forces = system.energy_and_forces(pos, box)
+        if grad_params is not None:
+            if ff is None:
+                _fail("--grad-params needs --ff (an OpenMM System has no force-field parameters)")
+            from chronograd.cli.smirnoff_commands import write_parameter_gradients
+
+            write_parameter_gradients(grad_params, force_field, system, pos)
     except cg.ChronogradError as exc:
         _fail(str(exc))
     if forces_out is not None:
@@ -77,6 +84,61 @@ def energy(
     typer.echo(f"{'total':<{width}}  {total:18.6f} kJ/mol")
     if forces_out is not None:
         typer.echo(f"forces ({forces.shape[0]}, 3) kJ/mol/nm written to {forces_out}")
+
+
+def _openmm_system(openmm_xml: Path, positions: Path):
+    import chronograd as cg
+    from chronograd.interop.files import read_openmm_system_xml, read_pdb_positions
+
+    omm = read_openmm_system_xml(openmm_xml)
+    pos, box = read_pdb_positions(positions)
+    system = cg.from_openmm(omm)
+    if pos.shape[0] != system.n_atoms:
+        _fail(
+            f"{openmm_xml} has {system.n_atoms} particles but {positions} has"
+            f" {pos.shape[0]} atoms; use the PDB the system was built from"
+        )
+    if system.periodic and box is None:
+        _fail(
+            f"{openmm_xml} is periodic (PME, Ewald or a periodic cutoff) but {positions}"
+            " has no CRYST1 record; add the box as a CRYST1 line"
+        )
+    return system, pos, box if system.periodic else None
+
+
+def _ff_system(ff_name: str, molecule: Path | None, charges: str, smiles: str | None = None):
+    from chronograd.cli.smirnoff_commands import load_molecule, resolve_charges
+    from chronograd.forcefield import ForceField
+
+    mol = load_molecule(molecule, smiles)
+    if mol.positions is None:
+        _fail(f"{molecule}: the molecule has no coordinates")
+    force_field = ForceField(ff_name)
+    system = force_field.create_system(mol, charges=resolve_charges(mol, charges))
+    return system, mol.positions, None, force_field
+
+
+@app.command()
+def parameterize(
+    molecule: Path | None = typer.Argument(None, help="SDF/MOL molecule."),
+    smiles: str | None = typer.Option(None, "--smiles", help="SMILES instead of a file."),
+    ff: str = typer.Option(..., "--ff", help="SMIRNOFF force field (name or path)."),
+    output: Path = typer.Option(..., "-o", "--output", help="System JSON to write."),
+    charges: str = typer.Option(
+        "auto", "--charges", help="from-file | am1bcc | gasteiger (auto: from-file if present)."
+    ),
+) -> None:
+    """Type a molecule with a SMIRNOFF force field and save the System as JSON."""
+    import chronograd as cg
+
+    try:
+        system, _, _, _ = _ff_system(ff, molecule, charges, smiles)
+        tmp = output.with_name(output.name + ".tmp")
+        cg.save(system, tmp)
+        tmp.replace(output)  # nothing half-written
+    except cg.ChronogradError as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {output}: {system.n_atoms} atoms, terms {', '.join(system.term_names())}")
 
 
 def main() -> None:

@@ -239,6 +239,11 @@ def create_system(ff, molecules, *, charges: str = "am1bcc", box=None) -> System
     """
     if isinstance(molecules, Molecule):
         molecules = [molecules]
+    if "ChargeIncrementModel" in ff.file.handlers:
+        raise InputError(
+            f"{ff.source_name}: ChargeIncrementModel is read but not applied yet; systems from"
+            " this force field would have wrong charges, so none are made"
+        )
     builder = _Builder(ff)
     templates: dict[str, _Template] = {}
     parts, offset = [], 0

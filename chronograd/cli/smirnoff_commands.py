@@ -1,0 +1,76 @@
+"""CLI helpers for force-field systems: load molecules, build, report parameter gradients."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from chronograd.errors import InputError
+
+
+def load_molecule(path: Path | None, smiles: str | None):
+    from chronograd.topology import Molecule
+
+    if (path is None) == (smiles is None):
+        raise InputError("give either a MOLECULE file (SDF/MOL) or --smiles, not both")
+    if smiles is not None:
+        return Molecule.from_smiles(smiles)
+    molecules = Molecule.from_sdf(path)
+    if len(molecules) != 1:
+        raise InputError(f"{path}: expected one molecule, found {len(molecules)}")
+    return molecules[0]
+
+
+def resolve_charges(molecule, charges: str) -> str:
+    if charges == "auto":
+        return "from-file" if molecule.partial_charges is not None else "am1bcc"
+    return charges
+
+
+def used_rows(system) -> set[int]:
+    """Flat theta rows that fill at least one slot of ``system``."""
+    rows: set[int] = set()
+    for attrs in system.source.maps.values():
+        for m in attrs.values():
+            rows.update(np.unique(m.row).tolist())
+    return rows
+
+
+# Internal units of each theta attribute (the gradient is kJ/mol per this unit).
+_UNITS = {
+    ("Bonds", "length"): "nm", ("Bonds", "k"): "kJ/mol/nm^2", ("Angles", "angle"): "rad",
+    ("Angles", "k"): "kJ/mol/rad^2", ("ProperTorsions", "k"): "kJ/mol",
+    ("ProperTorsions", "phase"): "rad", ("ImproperTorsions", "k"): "kJ/mol",
+    ("ImproperTorsions", "phase"): "rad", ("vdW", "epsilon"): "kJ/mol", ("vdW", "sigma"): "nm",
+    ("vdW", "rmin_half"): "nm", ("LibraryCharges", "charge"): "e",
+    ("ChargeIncrementModel", "chargeincrement"): "e", ("Constraints", "distance"): "nm",
+}
+
+
+def write_parameter_gradients(path: Path, ff, system, positions) -> int:
+    """CSV of id, handler, attribute, value, gradient (internal units) for used parameters."""
+    from chronograd.forcefield.source import theta_offsets
+
+    grad = jax.grad(system.energy_fn(), argnums=2)(np.asarray(positions), None, ff.params)
+    offsets = theta_offsets(ff.params)
+    used = used_rows(system)
+    n = 0
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "handler", "attribute", "value", "gradient", "value_unit",
+                         "gradient_unit"])
+        for handler, attrs in ff.row_info.items():
+            for attr, info in attrs.items():
+                values = np.asarray(ff.params[handler][attr])
+                g = np.asarray(grad[handler][attr])
+                for pos, pid in enumerate(info.ids):
+                    if offsets[(handler, attr)] + pos not in used:
+                        continue
+                    unit = _UNITS[(handler, attr)]
+                    writer.writerow([pid, handler, info.file_attribute[pos], float(values[pos]),
+                                     float(g[pos]), unit, f"kJ/mol per {unit}"])
+                    n += 1
+    return n
