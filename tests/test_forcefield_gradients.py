@@ -48,7 +48,7 @@ def test_gradient_equals_finite_difference(case, handler, attr):
         base = ff.params[handler][attr]
         h = 1e-6 * max(1.0, abs(float(base[row])))
 
-        def at(delta, row=row):
+        def at(delta, row=row, base=base):
             p = jax.tree_util.tree_map(lambda v: v, ff.params)
             p[handler] = dict(p[handler])
             p[handler][attr] = base.at[row].add(delta)
@@ -63,8 +63,8 @@ def test_slot_map_products_agree_with_autodiff(case):
     source = system.source
     flat, unravel = ravel_pytree(ff.params)
     v = jax.random.normal(jax.random.PRNGKey(0), flat.shape)
-    for term, attrs in source.maps.items():
-        for attr, m in attrs.items():
+    for attrs in source.maps.values():
+        for m in attrs.values():
             f = lambda t, m=m: m.apply(t)  # noqa: E731
             _, jv = jax.jvp(f, (flat,), (v,))
             np.testing.assert_allclose(np.asarray(m.jvp(v)), np.asarray(jv), rtol=1e-12,
