@@ -72,17 +72,24 @@ def am1bcc_charges(molecule: Molecule) -> np.ndarray:
         res = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env)
         out = Path(tmp) / "out.mol2"
         if res.returncode != 0 or not out.exists():
-            sqm = Path(tmp) / "sqm.out"
-            detail = sqm.read_text()[-800:] if sqm.exists() else (res.stderr or res.stdout)[-800:]
             raise InputError(
                 f"{molecule.name}: AM1-BCC charge calculation failed (antechamber/sqm): "
-                + " ".join(detail.split())
+                + _failure_detail(res.stdout + res.stderr, Path(tmp) / "sqm.out")
             )
         charges = _mol2_charges(out.read_text(), molecule.n_atoms)
     # antechamber rounds to 1e-6 e; spread the excess so the total is the formal charge.
     charges = charges - (charges.sum() - molecule.total_charge) / molecule.n_atoms
     _AM1BCC_CACHE[key] = charges
     return charges
+
+
+def _failure_detail(output: str, sqm_out: Path) -> str:
+    """The lines of antechamber's and sqm's output that say what went wrong."""
+    text = output + ("\n" + sqm_out.read_text() if sqm_out.exists() else "")
+    keys = ("error", "odd", "cannot", "fatal", "qmmm:", "please check")
+    lines = [" ".join(line.split()) for line in text.splitlines()
+             if any(k in line.lower() for k in keys)]
+    return " | ".join(dict.fromkeys(lines)) or " ".join(text.split())[-600:]
 
 
 def _mol2_charges(text: str, n_atoms: int) -> np.ndarray:

@@ -132,8 +132,10 @@ def system_from_dict(data: dict, *, source: str = "<dict>") -> System:
                 if f in ("atoms", "exception_atoms"):
                     width = {"harmonic_bond": 2, "harmonic_angle": 3, "periodic_torsion": 4}
                     v = v.reshape(-1, width.get(kind, 2))
-            elif f in ("grid", "lj_grid", "report_names") and v is not None:
+            elif f in ("grid", "lj_grid") and v is not None:
                 v = tuple(int(x) for x in v)
+            elif f == "report_names" and v is not None:
+                v = tuple(str(x) for x in v)
             kwargs[f] = v
         term = _TERM_KINDS[kind](**kwargs)
         raw = _require(entry, "params", where)
