@@ -108,3 +108,49 @@ def test_written_offxml_loads_in_the_openff_toolkit(case, tmp_path):
     ff.to_offxml(tmp_path / "out.offxml")
     loaded = OFFForceField(str(tmp_path / "out.offxml"))
     assert len(loaded["Bonds"].parameters) == len(ff.file.handlers["Bonds"].parameters)
+
+
+def test_instances_unused_and_select(case):
+    ff, system, _ = case
+    inst = ff.instances(system)
+    # the C-N amide bond of acetanilide and the water oxygen's library charge are listed
+    bond_ids = {pid for (h, pid) in inst if h == "Bonds"}
+    assert bond_ids and all(isinstance(t, tuple) for v in inst.values() for _, t in v)
+    lib = [k for k in inst if k[0] == "LibraryCharges"]
+    assert ("LibraryCharges", "Na+") in lib
+    unused = ff.unused_parameters(system)
+    every = {(h, p) for h, a in ff.row_info.items() for i in a.values() for p in i.ids}
+    assert set(unused) | set(inst) == every and not set(unused) & set(inst)
+    assert ("Bonds", "b1") in unused  # [#6X4]-[#6X4]: no such bond in these molecules
+    assert inst[("Bonds", "b3")] == [("Bonds", (0, 1))]  # CH3-C(=O): b3 wins over b2
+    # select by id, SMIRKS pattern and attribute
+    mask = ff.select(ids={"t1", "t2"}, attributes={"k"})
+    assert int(mask["ProperTorsions"]["k"].sum()) == 1 + 3  # t1 has one term, t2 three
+    assert int(mask["ProperTorsions"]["phase"].sum()) == 0
+    assert int(mask["Bonds"]["k"].sum()) == 0
+    amide = ff.select(smirks=r"#7", attributes={"length"})
+    assert 0 < int(amide["Bonds"]["length"].sum()) < mask_size(ff, "Bonds", "length")
+
+
+def mask_size(ff, handler, attr):
+    return len(ff.row_info[handler][attr].ids)
+
+
+def test_theta_is_shared_so_gradients_from_molecules_add(case):
+    ff, _, _ = case
+    a, b = Molecule.from_smiles("CCO"), Molecule.from_smiles("CCCO")
+    for m in (a, b):
+        m.partial_charges = gasteiger_charges(m)
+    sa, sb = ff.create_system(a, charges="from-file"), ff.create_system(b, charges="from-file")
+
+    def total(theta):
+        return (sa.energy_fn()(jnp.asarray(a.positions), None, theta)
+                + sb.energy_fn()(jnp.asarray(b.positions), None, theta))
+
+    g = jax.grad(total)(ff.params)
+    ga = jax.grad(sa.energy_fn(), argnums=2)(jnp.asarray(a.positions), None, ff.params)
+    gb = jax.grad(sb.energy_fn(), argnums=2)(jnp.asarray(b.positions), None, ff.params)
+    for x, y, z in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(ga),
+                       jax.tree_util.tree_leaves(gb), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y) + np.asarray(z), rtol=1e-12,
+                                   atol=1e-12)

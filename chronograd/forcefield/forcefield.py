@@ -67,6 +67,37 @@ class ForceField:
                 mask[handler][attr] = jnp.asarray(keep)
         return mask
 
+    def instances(self, systems) -> dict[tuple[str, str], list[tuple[str, tuple[int, ...]]]]:
+        """Where each parameter is used: {(handler, parameter id): [(term, atom tuple), ...]}
+        over ``systems`` (one System or a list) made from this force field. Atom tuples are
+        the system's atom indices; per-atom terms (charges, vdW) give 1-tuples."""
+        from chronograd.forcefield.source import theta_offsets
+
+        if not isinstance(systems, (list, tuple)):
+            systems = [systems]
+        offsets = theta_offsets(self.params)
+        owner = {}  # flat row -> (handler, parameter id)
+        for (handler, attr), start in offsets.items():
+            for pos, pid in enumerate(self.row_info[handler][attr].ids):
+                owner[start + pos] = (handler, pid)
+        out: dict[tuple[str, str], set] = {}
+        for system in systems:
+            atoms_of = {t.name: getattr(t, "atoms", None) for t in system.terms}
+            for term, attrs in system.source.maps.items():
+                atoms = atoms_of.get(term)
+                for m in attrs.values():
+                    for slot, row in zip(m.slot.tolist(), m.row.tolist(), strict=True):
+                        where = (slot,) if atoms is None else tuple(int(a) for a in atoms[slot])
+                        out.setdefault(owner[row], set()).add((term, where))
+        return {k: sorted(v) for k, v in out.items()}
+
+    def unused_parameters(self, systems) -> list[tuple[str, str]]:
+        """(handler, parameter id) of every parameter that no system in ``systems`` uses."""
+        used = set(self.instances(systems))
+        every = {(h, pid) for h, attrs in self.row_info.items() for info in attrs.values()
+                 for pid in info.ids}
+        return sorted(every - used)
+
     def to_offxml(self, path, params=None) -> None:
         """Write the force field with ``params`` (default: its own), in the file's units, with
         everything else unchanged; written to a temporary file first, then moved."""
