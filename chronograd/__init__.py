@@ -14,23 +14,28 @@ from chronograd.errors import (  # noqa: E402
     SchemaError,
     UnsupportedForceError,
 )
+from chronograd.forcefield import ForceField  # noqa: E402
 from chronograd.interop.openmm import from_openmm, to_openmm  # noqa: E402
 from chronograd.system import (  # noqa: E402
     System,
     forces_fn,
     hessian_fn,
     hessian_vector_product_fn,
+    mix_sources,
     mixed_jvp_fn,
     mixed_vjp_fn,
     param_gradient_fn,
 )
 from chronograd.system.serialize import load, save  # noqa: E402
+from chronograd.topology import Molecule  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ChronogradError",
+    "ForceField",
     "InputError",
+    "Molecule",
     "SchemaError",
     "System",
     "UnsupportedForceError",
@@ -39,6 +44,7 @@ __all__ = [
     "hessian_fn",
     "hessian_vector_product_fn",
     "load",
+    "mix_sources",
     "mixed_jvp_fn",
     "mixed_vjp_fn",
     "param_gradient_fn",

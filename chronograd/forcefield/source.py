@@ -48,12 +48,20 @@ class ForceFieldSource:
         return ravel_pytree(theta)[0]
 
     def __call__(self, theta):
+        return self.finalize(self.raw_slots(theta))
+
+    def raw_slots(self, theta):
+        """Slots from the maps and frozen values, before exceptions are derived."""
         flat = self.flatten(theta)
         out = {}
         for term, attrs in self.maps.items():
             out[term] = {a: m.apply(flat) for a, m in attrs.items()}
         for term, attrs in self.frozen.items():
             out.setdefault(term, {}).update({a: jnp.asarray(v) for a, v in attrs.items()})
+        return out
+
+    def finalize(self, out):
+        """Derive exception parameters from the (possibly overridden) per-atom slots."""
         for rule in self.exceptions:
             p = out[rule.term]
             i, j = rule.atoms[:, 0], rule.atoms[:, 1]

@@ -8,6 +8,7 @@ from chronograd.system.derivatives import (
     mixed_vjp_fn,
     param_gradient_fn,
 )
+from chronograd.system.mixed_source import MixedSource, mix_sources
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
 from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
@@ -15,6 +16,7 @@ from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, Periodi
 __all__ = [
     "HarmonicAngleTerm",
     "HarmonicBondTerm",
+    "MixedSource",
     "NonbondedTerm",
     "PeriodicTorsionTerm",
     "System",
@@ -22,6 +24,7 @@ __all__ = [
     "hessian_fn",
     "hessian_vector_product_fn",
     "mixed_jvp_fn",
+    "mix_sources",
     "mixed_vjp_fn",
     "param_gradient_fn",
 ]
