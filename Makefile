@@ -25,6 +25,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_energy_forces.py
 	$(PY) benchmarks/bench_neighbor_scaling.py
+	$(PY) benchmarks/bench_smirnoff.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

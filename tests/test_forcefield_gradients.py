@@ -154,3 +154,12 @@ def test_theta_is_shared_so_gradients_from_molecules_add(case):
                        jax.tree_util.tree_leaves(gb), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y) + np.asarray(z), rtol=1e-12,
                                    atol=1e-12)
+
+
+def test_host_and_traced_slot_maps_agree(case):
+    ff, system, _ = case
+    flat = np.asarray(ravel_pytree(ff.params)[0])
+    for attrs in system.source.maps.values():
+        for m in attrs.values():
+            np.testing.assert_allclose(m.apply_host(flat), np.asarray(m.apply(jnp.asarray(flat))),
+                                       rtol=1e-15, atol=0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from chronograd.errors import InputError
 from chronograd.forcefield.charges import assign_charges
@@ -310,9 +311,9 @@ def _assemble(ff, parts, n_atoms, box) -> System:
 
     cutoff = parse_quantity(vdw.get("cutoff", "9.0 * angstrom"))[0]
     switch_width = parse_quantity(vdw.get("switch_width", "1.0 * angstrom"))[0]
-    theta_slots = source(ff.params)
-    sig = np.asarray(theta_slots["Nonbonded"]["sigma"])
-    eps = np.asarray(theta_slots["Nonbonded"]["epsilon"])
+    flat = np.asarray(ravel_pytree(ff.params)[0])
+    sig = nonbonded_maps["sigma"].apply_host(flat)
+    eps = nonbonded_maps["epsilon"].apply_host(flat)
     classes, counts = lj_classes(sig, eps)
     if box is None:
         nb = NonbondedTerm("Nonbonded", n_atoms, "NoCutoff", exceptions, classes, counts,

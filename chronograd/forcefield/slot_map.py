@@ -48,6 +48,12 @@ class SlotMap:
         summed = jax.ops.segment_sum(contrib, jnp.asarray(self.slot), num_segments=self.n_slots)
         return jnp.asarray(self.constant, theta_flat.dtype) + summed
 
+    def apply_host(self, theta_flat: np.ndarray) -> np.ndarray:
+        """The same as ``apply`` in NumPy, for setup-time values (no tracing, no compiling)."""
+        out = self.constant.copy()
+        np.add.at(out, self.slot, self.factor * np.asarray(theta_flat)[self.row])
+        return out
+
     def jvp(self, v_flat):
         """J v: the change of every slot along a flat theta direction ``v``."""
         contrib = jnp.asarray(self.factor, v_flat.dtype) * v_flat[self.row]
