@@ -24,9 +24,10 @@ def load_molecule(path: Path | None, smiles: str | None):
     return molecules[0]
 
 
-def resolve_charges(molecule, charges: str) -> str:
+def resolve_charges(molecule, charges: str) -> str | None:
+    """"auto": the file's charges if it has them, else the force field's charge model."""
     if charges == "auto":
-        return "from-file" if molecule.partial_charges is not None else "am1bcc"
+        return "from-file" if molecule.partial_charges is not None else None
     return charges
 
 
@@ -46,7 +47,7 @@ _UNITS = {
     ("ProperTorsions", "phase"): "rad", ("ImproperTorsions", "k"): "kJ/mol",
     ("ImproperTorsions", "phase"): "rad", ("vdW", "epsilon"): "kJ/mol", ("vdW", "sigma"): "nm",
     ("vdW", "rmin_half"): "nm", ("LibraryCharges", "charge"): "e",
-    ("ChargeIncrementModel", "chargeincrement"): "e", ("Constraints", "distance"): "nm",
+    ("ChargeIncrementModel", "charge_increment"): "e", ("Constraints", "distance"): "nm",
 }
 
 

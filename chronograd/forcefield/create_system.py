@@ -17,7 +17,11 @@ from jax.flatten_util import ravel_pytree
 
 from chronograd.errors import InputError
 from chronograd.forcefield.charges import assign_charges
-from chronograd.forcefield.labeling import canonical_key, label_molecule
+from chronograd.forcefield.labeling import (
+    canonical_key,
+    charge_increment_matches,
+    label_molecule,
+)
 from chronograd.forcefield.slot_map import SlotMap
 from chronograd.forcefield.source import ExceptionRule, ForceFieldSource, theta_offsets
 from chronograd.potentials.dispersion import lj_classes
@@ -50,8 +54,7 @@ class _Template:
     sigma_rows: np.ndarray
     sigma_factor: np.ndarray
     epsilon_rows: np.ndarray
-    charge_rows: np.ndarray | None  # library charges, or None
-    base_charges: np.ndarray | None
+    charge_map: SlotMap  # charges: library rows, or base charges + increments
     constraints: np.ndarray
     constraint_distances: np.ndarray
     exceptions: np.ndarray
@@ -181,12 +184,7 @@ class _Builder:
                 sig_rows.append(self.row("vdW", "rmin_half", pidx))
                 sig_fac.append(RMIN_HALF_TO_SIGMA)
 
-        charge_rows, base = self._library_charges(mol, labels), None
-        if charge_rows is None:
-            if "ToolkitAM1BCC" not in handlers and charges == "am1bcc":
-                raise InputError(f"{mol.name}: no LibraryCharges cover this molecule and the"
-                                 " force field has no charge model")
-            base = assign_charges(mol, charges)
+        charge_map = self._charges(mol, labels, charges)
 
         scales = self._scales()
         dist = mol.graph_distances()
@@ -200,10 +198,66 @@ class _Builder:
             np.array(angles, np.int32).reshape(-1, 3), {"angle": np.array(a_ang),
                                                         "k": np.array(a_k)},
             p_atoms, p_per, p_rows, p_fac, i_atoms, i_per, i_rows, i_fac,
-            np.array(sig_rows), np.array(sig_fac), np.array(eps_rows), charge_rows, base,
+            np.array(sig_rows), np.array(sig_fac), np.array(eps_rows), charge_map,
             np.array(cons, np.int32).reshape(-1, 2), np.array(cons_d),
             np.stack([i, j], axis=1).astype(np.int32), sc, sl, mol.masses,
         )
+
+    def _charges(self, mol, labels, charges) -> SlotMap:
+        """Library charges if they cover the molecule; else explicit ``charges`` (overriding
+        the force field's model, like OpenFF's charge_from_molecules); else the force field's
+        ChargeIncrementModel (base method + increments from theta) or ToolkitAM1BCC."""
+        rows = self._library_charges(mol, labels)
+        if rows is not None:
+            return SlotMap.gather(rows)
+        n = mol.n_atoms
+        empty = np.zeros(0, np.int64)
+        handlers = self.ff.file.handlers
+        if charges is not None:
+            return SlotMap(n, empty, empty, np.zeros(0), assign_charges(mol, charges))
+        if "ChargeIncrementModel" in handlers:
+            return self._charge_increments(mol)
+        if "ToolkitAM1BCC" in handlers:
+            return SlotMap(n, empty, empty, np.zeros(0), assign_charges(mol, "am1bcc"))
+        raise InputError(f"{mol.name}: no LibraryCharges cover this molecule and the force field"
+                         " has no charge model; pass charges='am1bcc', 'gasteiger' or"
+                         " 'from-file'")
+
+    def _charge_increments(self, mol) -> SlotMap:
+        handler = self.ff.file.handlers["ChargeIncrementModel"]
+        method = handler.attributes.get("partial_charge_method", "formal_charge")
+        base_methods = {"formal_charge": None, "zeros": None, "am1bcc": "am1bcc",
+                        "gasteiger": "gasteiger"}
+        if method.lower() not in base_methods:
+            raise InputError(f"ChargeIncrementModel partial_charge_method={method!r} is not"
+                             f" supported; supported: {sorted(base_methods)}")
+        if method.lower() == "formal_charge":
+            base = np.array([a.GetFormalCharge() for a in mol.rdmol.GetAtoms()], float)
+        elif method.lower() == "zeros":
+            base = np.zeros(mol.n_atoms)
+        else:
+            base = assign_charges(mol, base_methods[method.lower()])
+        info = self.ff.row_info.get("ChargeIncrementModel", {}).get("charge_increment")
+        slots, rows, factors = [], [], []
+        for match, pidx in charge_increment_matches(self.ff.file, mol):
+            positions = self.positions_in_leaf[("ChargeIncrementModel", "charge_increment")][pidx]
+            given = [self.offsets[("ChargeIncrementModel", "charge_increment")] + p
+                     for p in sorted(positions, key=lambda p: info.term[p])]
+            if len(given) not in (len(match), len(match) - 1):
+                p = handler.parameters[pidx]
+                raise InputError(f"ChargeIncrement {p.id}: {len(match)} tagged atoms need"
+                                 f" {len(match)} or {len(match) - 1} increments, got {len(given)}")
+            for k, row in enumerate(given):
+                slots.append(match[k])
+                rows.append(row)
+                factors.append(1.0)
+            if len(given) == len(match) - 1:  # the last atom balances the others
+                for row in given:
+                    slots.append(match[-1])
+                    rows.append(row)
+                    factors.append(-1.0)
+        return SlotMap(mol.n_atoms, np.array(slots, np.int64), np.array(rows, np.int64),
+                       np.array(factors), base)
 
     def _library_charges(self, mol, labels):
         lib = labels.get("LibraryCharges", {})
@@ -228,23 +282,19 @@ class _Builder:
         return out
 
 
-def create_system(ff, molecules, *, charges: str = "am1bcc", box=None) -> System:
+def create_system(ff, molecules, *, charges: str | None = None, box=None) -> System:
     """A System for ``molecules`` (a Molecule or a list; copies are typed once).
 
     Args:
         ff: a chronograd ForceField.
-        charges: how molecules not covered by LibraryCharges get charges: "am1bcc",
-            "from-file" or "gasteiger".
+        charges: None to charge molecules as the force field says (LibraryCharges, then
+            ChargeIncrementModel, then ToolkitAM1BCC); or "am1bcc", "from-file", "gasteiger"
+            to override its charge model for molecules LibraryCharges do not cover.
         box: [3, 3] periodic box (nm) for PME with the force field's cutoff; None for vacuum
             (no cutoff).
     """
     if isinstance(molecules, Molecule):
         molecules = [molecules]
-    if "ChargeIncrementModel" in ff.file.handlers:
-        raise InputError(
-            f"{ff.source_name}: ChargeIncrementModel is read but not applied yet; systems from"
-            " this force field would have wrong charges, so none are made"
-        )
     builder = _Builder(ff)
     templates: dict[str, _Template] = {}
     parts, offset = [], 0
@@ -288,14 +338,7 @@ def _assemble(ff, parts, n_atoms, box) -> System:
                                                  values("improper_factor")),
                              "phase": SlotMap.gather(rows("improper_rows", "phase"))},
     }
-    charge_maps = []
-    for t, _ in parts:
-        n = t.masses.shape[0]
-        if t.charge_rows is not None:
-            charge_maps.append(SlotMap.gather(t.charge_rows))
-        else:
-            charge_maps.append(SlotMap(n, np.zeros(0, np.int64), np.zeros(0, np.int64),
-                                       np.zeros(0), t.base_charges))
+    charge_maps = [t.charge_map for t, _ in parts]
     nonbonded_maps = {
         "charge": SlotMap.concatenate(charge_maps),
         "sigma": SlotMap.gather(values("sigma_rows").astype(np.int64), values("sigma_factor")),

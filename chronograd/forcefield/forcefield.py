@@ -1,7 +1,7 @@
 """ForceField: a SMIRNOFF force field as a differentiable parameter pytree theta.
 
     ff = ForceField("openff-2.2.1.offxml")        # bare names resolve from openforcefields
-    system = ff.create_system(molecules, charges="am1bcc")
+    system = ff.create_system(molecules)            # charges as the force field says
     U = system.energy_fn()                         # U(positions, box, theta)
     dU_dtheta = jax.grad(U, argnums=2)(x, None, ff.params)
     ff.to_offxml("fitted.offxml", new_theta)
@@ -29,7 +29,7 @@ class ForceField:
     def source_name(self) -> str:
         return self.file.source
 
-    def create_system(self, molecules, *, charges: str = "am1bcc", box=None):
+    def create_system(self, molecules, *, charges: str | None = None, box=None):
         """Type ``molecules`` (a Molecule or list; copies typed once) into a System whose
         ``params`` are this force field's theta. See ``create_system``."""
         from chronograd.forcefield.create_system import create_system

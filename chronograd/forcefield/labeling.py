@@ -92,3 +92,19 @@ def label_molecule(ff: ForceFieldFile, molecule: Molecule,
                 assigned[canonical_key(name, match)] = index
         out[name] = assigned
     return Labels(molecule, out)
+
+
+def charge_increment_matches(ff: ForceFieldFile, molecule: Molecule) -> list[tuple[tuple, int]]:
+    """ChargeIncrementModel assignments as (atoms in tag order, parameter index): for each
+    unordered set of atoms the last matching parameter wins, and so does the tag order of its
+    last match (the SMIRNOFF/OpenFF semantics; the order says which atom gets which
+    increment)."""
+    handler = ff.handlers.get("ChargeIncrementModel")
+    if handler is None:
+        return []
+    rdmol = mdl_aromatic_copy(molecule.rdmol)
+    assigned: dict[tuple[int, ...], tuple[tuple[int, ...], int]] = {}
+    for index, parameter in enumerate(handler.parameters):
+        for match in smirks_matches(rdmol, parameter.smirks):
+            assigned[tuple(sorted(match))] = (match, index)
+    return list(assigned.values())

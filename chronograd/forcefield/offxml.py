@@ -18,7 +18,7 @@ from chronograd.errors import InputError
 from chronograd.forcefield.quantity import format_quantity, parse_quantity
 
 # Per-parameter attributes that are numbers with units (indexed ones end in a digit).
-_QUANTITY = re.compile(r"^(k|length|angle|phase|epsilon|sigma|rmin_half|charge|chargeincrement|"
+_QUANTITY = re.compile(r"^(k|length|angle|phase|epsilon|sigma|rmin_half|charge|charge_increment|"
                        r"distance)\d*$")
 _INTEGER = re.compile(r"^periodicity\d+$")
 _FLOAT = re.compile(r"^idivf\d+$")

@@ -3,7 +3,7 @@
 ``theta[handler][attribute]`` is a 1-D array in internal units with one row per parameter, or
 per (parameter, term) for multi-term attributes: ProperTorsions/ImproperTorsions ``k`` and
 ``phase`` have a row for each ``k1, k2, ...``; LibraryCharges ``charge`` for each ``charge1,
-...``; ChargeIncrementModel ``chargeincrement`` likewise. ``RowInfo`` records for each row the
+...``; ChargeIncrementModel ``charge_increment`` likewise. ``RowInfo`` records for each row the
 parameter id, its SMIRKS, its index in the handler and the attribute name in the file.
 Periodicities and idivf are structure, not parameters: they live in ``RowInfo``.
 """
@@ -26,7 +26,7 @@ THETA_ATTRIBUTES = {
     "ImproperTorsions": ("k", "phase"),
     "vdW": ("epsilon", "sigma", "rmin_half"),
     "LibraryCharges": ("charge",),
-    "ChargeIncrementModel": ("chargeincrement",),
+    "ChargeIncrementModel": ("charge_increment",),
     "Constraints": ("distance",),
 }
 INDEXED = {"ProperTorsions", "ImproperTorsions", "LibraryCharges", "ChargeIncrementModel"}
