@@ -66,6 +66,8 @@ def openmm_energy_forces(system, positions, box=None, platform="Reference", grou
     if box is not None:
         ctx.setPeriodicBoxVectors(*[openmm.Vec3(*v) for v in box])
     ctx.setPositions(positions)
+    # chronograd always places virtual sites from their parents; make OpenMM do the same
+    ctx.computeVirtualSites()
     kw = {} if groups is None else {"groups": groups}
     st = ctx.getState(getEnergy=True, getForces=True, **kw)
     e = st.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)

@@ -21,6 +21,7 @@ from chronograd.potentials.ewald import ewald_parameters, pme_parameters
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
 from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
+from chronograd.system.virtual_sites import VirtualSites
 
 _METHOD_NAMES = {
     0: "NoCutoff",
@@ -167,12 +168,7 @@ def from_openmm(openmm_system) -> System:
     import openmm
 
     n = openmm_system.getNumParticles()
-    for a in range(n):
-        if openmm_system.isVirtualSite(a):
-            raise UnsupportedForceError(
-                f"particle {a} is a virtual site; importing OpenMM virtual sites is not"
-                " supported yet (e.g. TIP4P-Ew); use a 3-site water model"
-            )
+    virtual_sites = _import_virtual_sites(openmm_system)
     masses = np.array([_value(openmm_system.getParticleMass(a)) for a in range(n)])
     vecs = openmm_system.getDefaultPeriodicBoxVectors()
     box = np.array([[_value(c) for c in v] for v in vecs])
@@ -221,7 +217,65 @@ def from_openmm(openmm_system) -> System:
         box=box if periodic_system else None,
         constraints=constraints,
         constraint_distances=distances,
+        virtual_sites=virtual_sites,
     )
+
+
+def _import_virtual_sites(openmm_system) -> tuple:
+    """Group OpenMM virtual sites by kind and parent count into VirtualSites arrays."""
+    import openmm
+
+    groups: dict[tuple[str, int], list] = {}
+    for a in range(openmm_system.getNumParticles()):
+        if not openmm_system.isVirtualSite(a):
+            continue
+        vs = openmm_system.getVirtualSite(a)
+        k = vs.getNumParticles()
+        parents = [vs.getParticle(i) for i in range(k)]
+        if isinstance(vs, openmm.TwoParticleAverageSite):
+            kind, w = "two_average", [vs.getWeight(i) for i in range(2)]
+        elif isinstance(vs, openmm.ThreeParticleAverageSite):
+            kind, w = "three_average", [vs.getWeight(i) for i in range(3)]
+        elif isinstance(vs, openmm.OutOfPlaneSite):
+            kind, w = "out_of_plane", [vs.getWeight12(), vs.getWeight13(), vs.getWeightCross()]
+        elif isinstance(vs, openmm.LocalCoordinatesSite):
+            local = vs.getLocalPosition()
+            kind = "local_coordinates"
+            w = [*vs.getOriginWeights(), *vs.getXWeights(), *vs.getYWeights(),
+                 *[_value(c) for c in local]]
+        else:
+            raise UnsupportedForceError(
+                f"particle {a} is a {type(vs).__name__} virtual site, which chronograd does not"
+                " support (supported: TwoParticleAverageSite, ThreeParticleAverageSite,"
+                " OutOfPlaneSite, LocalCoordinatesSite)"
+            )
+        groups.setdefault((kind, k), []).append((a, parents, [float(x) for x in w]))
+    out = []
+    for (kind, _), rows in groups.items():
+        out.append(VirtualSites(kind, np.array([r[0] for r in rows], np.int32),
+                                np.array([r[1] for r in rows], np.int32),
+                                np.array([r[2] for r in rows], np.float64)))
+    return tuple(out)
+
+
+def _export_virtual_sites(out, system: System) -> None:
+    import openmm
+
+    for vs in system.virtual_sites:
+        for site, parents, w in zip(vs.sites, vs.parents, vs.weights, strict=True):
+            p = [int(i) for i in parents]
+            w = [float(x) for x in w]
+            if vs.kind == "two_average":
+                site_obj = openmm.TwoParticleAverageSite(*p, *w)
+            elif vs.kind == "three_average":
+                site_obj = openmm.ThreeParticleAverageSite(*p, *w)
+            elif vs.kind == "out_of_plane":
+                site_obj = openmm.OutOfPlaneSite(*p, *w)
+            else:
+                k = len(p)
+                site_obj = openmm.LocalCoordinatesSite(
+                    p, w[:k], w[k:2 * k], w[2 * k:3 * k], openmm.Vec3(*w[3 * k:3 * k + 3]))
+            out.setVirtualSite(int(site), site_obj)
 
 
 def to_openmm(system: System, params=None):
@@ -236,6 +290,7 @@ def to_openmm(system: System, params=None):
         out.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*map(float, v)) for v in system.box])
     for (i, j), d in zip(system.constraints, system.constraint_distances, strict=True):
         out.addConstraint(int(i), int(j), float(d))
+    _export_virtual_sites(out, system)
     for term in system.terms:
         p = {k: np.asarray(v, dtype=np.float64) for k, v in params[term.name].items()}
         if isinstance(term, HarmonicBondTerm):

@@ -24,6 +24,8 @@ from chronograd.errors import SchemaError
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
 from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
+from chronograd.system.virtual_sites import KINDS as VIRTUAL_SITE_KINDS
+from chronograd.system.virtual_sites import VirtualSites
 
 SCHEMA = "chronograd.system"
 VERSION = 1
@@ -92,6 +94,11 @@ def system_to_dict(system: System, params=None) -> dict:
             for (i, j), d in zip(system.constraints, system.constraint_distances, strict=True)
         ],
         "terms": terms,
+        "virtual_sites": [
+            {"kind": vs.kind, "sites": vs.sites.tolist(), "parents": vs.parents.tolist(),
+             "weights": _floats(vs.weights)}
+            for vs in system.virtual_sites
+        ],
     }
 
 
@@ -148,6 +155,18 @@ def system_from_dict(data: dict, *, source: str = "<dict>") -> System:
             raise SchemaError(f"{where} ({name}): params {bad} contain NaN or infinity")
         terms.append(term)
         params[name] = {a: jnp.asarray(v) for a, v in p.items()}
+    sites = []
+    for k, entry in enumerate(data.get("virtual_sites", [])):
+        where = f"{source}: virtual_sites[{k}]"
+        kind = _require(entry, "kind", where)
+        if kind not in VIRTUAL_SITE_KINDS:
+            raise SchemaError(f"{where}: unknown kind {kind!r}; known: {list(VIRTUAL_SITE_KINDS)}")
+        sites.append(VirtualSites(
+            kind,
+            np.asarray(_require(entry, "sites", where), np.int32),
+            np.asarray(_require(entry, "parents", where), np.int32),
+            np.asarray(_require(entry, "weights", where), np.float64),
+        ))
     return System(
         masses=masses,
         terms=tuple(terms),
@@ -155,6 +174,7 @@ def system_from_dict(data: dict, *, source: str = "<dict>") -> System:
         box=box,
         constraints=constraints,
         constraint_distances=distances,
+        virtual_sites=tuple(sites),
     )
 
 

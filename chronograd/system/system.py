@@ -16,6 +16,7 @@ from chronograd.errors import InputError
 from chronograd.space.neighbor_list import NeighborListFns, neighbor_list
 from chronograd.space.periodic import check_reduced_box
 from chronograd.system.nonbonded import NonbondedTerm
+from chronograd.system.virtual_sites import place_virtual_sites
 
 # Above this many atoms, host-side evaluation of a cutoff system uses a neighbor list.
 NEIGHBOR_LIST_MIN_ATOMS = 1500
@@ -35,6 +36,8 @@ class System:
             energy (slot maps of a force field, a neural network, ...), or None.
         box: default periodic box vectors [3, 3] nm (rows, OpenMM reduced form), or None.
         constraints: [C, 2] int atom pairs held at ``constraint_distances`` [C] nm.
+        virtual_sites: VirtualSites groups; their positions are recomputed from their parents
+            inside every energy evaluation (whatever positions are passed in for them).
     """
 
     masses: np.ndarray
@@ -44,6 +47,7 @@ class System:
     constraints: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))
     constraint_distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
     source: object = None
+    virtual_sites: tuple = ()
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -78,9 +82,11 @@ class System:
 
     def energy_terms_fn(self, *, neighbor_list: bool = False):
         """Pure ``terms(positions, box, params[, neighbors]) -> dict[str, kJ/mol]``."""
-        terms, source = self.terms, self.source
+        terms, source, sites = self.terms, self.source, self.virtual_sites
 
         def energy_terms(positions, box, params, neighbors=None):
+            if sites:
+                positions = place_virtual_sites(positions, sites)
             pairs = None if neighbors is None else neighbors.pairs()
             slots = params if source is None else source(params)
             out = {}
@@ -186,6 +192,8 @@ class System:
                     return sum(terms_fn(x, b, p, nbrs).values())
                 fn = jax.value_and_grad(total)
             self._cache[key] = jax.jit(fn)
+        if use_nl and self.virtual_sites:
+            pos = np.asarray(place_virtual_sites(jnp.asarray(pos), self.virtual_sites))
         nbrs = self.neighbor_list().allocate(pos, box) if use_nl else None
         pos_j = jnp.asarray(pos)
         box_j = None if box is None else jnp.asarray(box)
