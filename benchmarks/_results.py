@@ -1,4 +1,5 @@
-"""Write a benchmark's Markdown section into benchmarks/RESULTS.md between named markers."""
+"""Benchmark helpers: timing, the machine line, and writing a Markdown section into
+benchmarks/RESULTS.md between named markers."""
 
 from __future__ import annotations
 
@@ -23,6 +24,21 @@ def machine_line() -> str:
 
     return (f"Machine: {model}, {os.cpu_count()} cores; jax {jax.__version__}, "
             f"OpenMM {openmm.__version__}, Python {platform.python_version()}.")
+
+
+def median_time(fn, repeats: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds, waiting for JAX's asynchronous results."""
+    import statistics
+    import time
+
+    import jax
+
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def write_section(name: str, body: str) -> None:

@@ -8,9 +8,7 @@ repeated evaluations after warm-up. Run: `python benchmarks/bench_energy_forces.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -21,7 +19,7 @@ import openmm.app as app
 import openmm.unit as u
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import machine_line, write_section  # noqa: E402
+from _results import machine_line, median_time, write_section  # noqa: E402
 
 import chronograd as cg  # noqa: E402
 
@@ -37,13 +35,6 @@ def water_system(box_nm: float):
     return omm, pos, box
 
 
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def time_openmm(omm, pos, box, platform_name, repeats):

@@ -8,28 +8,17 @@ Run: `python benchmarks/bench_neighbor_scaling.py`.
 from __future__ import annotations
 
 import functools
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import machine_line, write_section  # noqa: E402
+from _results import machine_line, median_time, write_section  # noqa: E402
 from bench_energy_forces import time_openmm, water_system  # noqa: E402
 
 import chronograd as cg  # noqa: E402
-
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main():

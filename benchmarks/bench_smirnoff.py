@@ -13,9 +13,7 @@ Run: `python benchmarks/bench_smirnoff.py`.
 from __future__ import annotations
 
 import importlib.resources
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -23,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import machine_line, write_section  # noqa: E402
+from _results import machine_line, median_time, write_section  # noqa: E402
 
 import chronograd as cg  # noqa: E402
 from chronograd.forcefield.charges import gasteiger_charges  # noqa: E402
@@ -32,13 +30,6 @@ from chronograd.forcefield.labeling import label_molecule  # noqa: E402
 FF = "openff-2.2.1.offxml"
 
 
-def timed(fn, repeats=1):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main():
@@ -56,11 +47,11 @@ def main():
         m.partial_charges = gasteiger_charges(m)
         om.partial_charges = m.partial_charges * unit.elementary_charge
 
-    t_label_off = timed(lambda: [off.label_molecules(m.to_topology()) for m in offmols])
-    t_label_cg = timed(lambda: [label_molecule(ff.file, m) for m in mols])
-    t_ic = timed(lambda: [Interchange.from_smirnoff(off, [m], charge_from_molecules=[m])
+    t_label_off = median_time(lambda: [off.label_molecules(m.to_topology()) for m in offmols])
+    t_label_cg = median_time(lambda: [label_molecule(ff.file, m) for m in mols])
+    t_ic = median_time(lambda: [Interchange.from_smirnoff(off, [m], charge_from_molecules=[m])
                           for m in offmols])
-    t_cs = timed(lambda: [ff.create_system(m, charges="from-file") for m in mols])
+    t_cs = median_time(lambda: [ff.create_system(m, charges="from-file") for m in mols])
     n = len(mols)
 
     # solvated system: one solute + many identical waters
@@ -70,13 +61,13 @@ def main():
     n_water = 3000
     box = np.eye(3) * 4.5
     topology = [solute] + [water] * n_water
-    t_cs_box = timed(lambda: ff.create_system(topology, charges="from-file", box=box))
+    t_cs_box = median_time(lambda: ff.create_system(topology, charges="from-file", box=box))
     off_solute = OFFMolecule.from_rdkit(solute.rdmol, allow_undefined_stereo=True)
     off_solute.partial_charges = solute.partial_charges * unit.elementary_charge
     off_water = OFFMolecule.from_rdkit(water.rdmol)
     top = Topology.from_molecules([off_solute] + [off_water] * n_water)
     top.box_vectors = box * unit.nanometer
-    t_ic_box = timed(lambda: Interchange.from_smirnoff(off, top, charge_from_molecules=[
+    t_ic_box = median_time(lambda: Interchange.from_smirnoff(off, top, charge_from_molecules=[
         off_solute]))
     n_atoms_box = solute.n_atoms + 3 * n_water
 
@@ -91,8 +82,8 @@ def main():
     ef(x, None, ff.params)
     dtheta(x, None, ff.params)
     U(x, None, ff.params)
-    t_ef = timed(lambda: ef(x, None, ff.params), 50)
-    t_grad = timed(lambda: dtheta(x, None, ff.params), 50)
+    t_ef = median_time(lambda: ef(x, None, ff.params), 50)
+    t_grad = median_time(lambda: dtheta(x, None, ff.params), 50)
     flat, unravel = jax.flatten_util.ravel_pytree(ff.params)
     used = sorted({int(r) for attrs in system.source.maps.values() for m in attrs.values()
                    for r in np.unique(m.row)})
@@ -106,7 +97,7 @@ def main():
             out.append((plus - minus) / (2 * h))
         return jnp.stack(out)
 
-    t_fd = timed(finite_differences)
+    t_fd = median_time(finite_differences)
     fd = np.asarray(finite_differences())
     ad = np.asarray(jax.flatten_util.ravel_pytree(dtheta(x, None, ff.params))[0])[used]
     agree = float(np.max(np.abs(fd - ad) / np.maximum(np.abs(ad), 1e-3)))
