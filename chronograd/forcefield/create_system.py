@@ -22,6 +22,7 @@ from chronograd.forcefield.labeling import (
     charge_increment_matches,
     label_molecule,
 )
+from chronograd.forcefield.quantity import parse_quantity
 from chronograd.forcefield.slot_map import SlotMap
 from chronograd.forcefield.source import ExceptionRule, ForceFieldSource, theta_offsets
 from chronograd.potentials.dispersion import lj_classes
@@ -72,22 +73,17 @@ class _Builder:
     def __init__(self, ff):
         self.ff = ff
         self.offsets = theta_offsets(ff.params)
-        # per (handler, attribute): parameter index -> list of (flat row, RowInfo position)
-        self.rows = {}
+        # per (handler, attribute): parameter index -> its positions in that theta leaf
+        self.positions_in_leaf = {}
         for handler, attrs in ff.row_info.items():
             for attr, info in attrs.items():
-                table = {}
+                table = self.positions_in_leaf[(handler, attr)] = {}
                 for pos, pidx in enumerate(info.parameter_index):
-                    table.setdefault(pidx, []).append(self.offsets[(handler, attr)] + pos)
-                self.rows[(handler, attr)] = table
-        self.positions_in_leaf = {
-            (h, a): {pidx: [p for p, q in enumerate(info.parameter_index) if q == pidx]
-                     for pidx in set(info.parameter_index)}
-            for h, attrs in ff.row_info.items() for a, info in attrs.items()
-        }
+                    table.setdefault(pidx, []).append(pos)
 
     def row(self, handler, attr, pidx):
-        return self.rows[(handler, attr)][pidx][0]
+        """Flat theta row of a single-valued attribute of parameter ``pidx``."""
+        return self.offsets[(handler, attr)] + self.positions_in_leaf[(handler, attr)][pidx][0]
 
     def template(self, mol: Molecule, charges: str) -> _Template:
         ff = self.ff
@@ -310,7 +306,7 @@ def create_system(ff, molecules, *, charges: str | None = None, box=None) -> Sys
 
 
 def _cat(arrays, dtype=None, width=None):
-    arrays = [a for a in arrays]
+    arrays = list(arrays)
     if not arrays:
         return np.zeros((0, width) if width else 0, dtype)
     out = np.concatenate(arrays)
@@ -350,8 +346,6 @@ def _assemble(ff, parts, n_atoms, box) -> System:
     source = ForceFieldSource(maps, exceptions=(rule,))
 
     vdw = ff.file.handlers["vdW"].attributes
-    from chronograd.forcefield.quantity import parse_quantity
-
     cutoff = parse_quantity(vdw.get("cutoff", "9.0 * angstrom"))[0]
     switch_width = parse_quantity(vdw.get("switch_width", "1.0 * angstrom"))[0]
     flat = np.asarray(ravel_pytree(ff.params)[0])

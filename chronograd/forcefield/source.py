@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from chronograd.forcefield.slot_map import SlotMap
 from chronograd.potentials.pair import safe_sqrt
 
 
@@ -42,17 +41,13 @@ class ForceFieldSource:
     maps: dict
     frozen: dict = field(default_factory=dict)
     exceptions: tuple = ()
-    theta_template: dict = field(default_factory=dict, repr=False)
-
-    def flatten(self, theta):
-        return ravel_pytree(theta)[0]
 
     def __call__(self, theta):
         return self.finalize(self.raw_slots(theta))
 
     def raw_slots(self, theta):
         """Slots from the maps and frozen values, before exceptions are derived."""
-        flat = self.flatten(theta)
+        flat = ravel_pytree(theta)[0]
         out = {}
         for term, attrs in self.maps.items():
             out[term] = {a: m.apply(flat) for a, m in attrs.items()}
@@ -91,5 +86,3 @@ def theta_offsets(theta) -> dict[tuple[str, str], int]:
         offset += int(np.size(leaf))
     return out
 
-
-__all__ = ["ExceptionRule", "ForceFieldSource", "SlotMap", "theta_offsets"]
