@@ -123,7 +123,7 @@ def test_input_checks_name_the_problem():
     bad[7, 1] = np.nan
     with pytest.raises(cg.InputError, match="atom index 7"):
         system.energy(bad, box)
-    with pytest.raises(cg.InputError, match="atoms but"):
+    with pytest.raises(cg.InputError, match="particles but"):
         system.energy(pos[:-3], box)
     no_box = cg.System(system.masses, system.terms, system.params, box=None)
     with pytest.raises(cg.InputError, match="no box"):

@@ -24,12 +24,18 @@ from chronograd.forcefield.labeling import (
 )
 from chronograd.forcefield.quantity import parse_quantity
 from chronograd.forcefield.slot_map import SlotMap
-from chronograd.forcefield.source import ExceptionRule, ForceFieldSource, theta_offsets
+from chronograd.forcefield.source import (
+    ExceptionRule,
+    ForceFieldSource,
+    VirtualSiteRule,
+    theta_offsets,
+)
 from chronograd.potentials.dispersion import lj_classes
 from chronograd.potentials.ewald import pme_parameters
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
 from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
+from chronograd.system.virtual_sites import VirtualSites
 from chronograd.topology.molecule import Molecule
 
 RMIN_HALF_TO_SIGMA = 2.0 / 2.0 ** (1.0 / 6.0)
@@ -62,6 +68,28 @@ class _Template:
     scale_coulomb: np.ndarray
     scale_lj: np.ndarray
     masses: np.ndarray
+    sites: _Sites
+
+
+@dataclass
+class _Sites:
+    """A molecule's SMIRNOFF virtual sites. Particles are numbered atoms first, then sites
+    (local index ``n_atoms + s``); ``exceptions`` pair sites with atoms or sites."""
+
+    types: list  # [S] SMIRNOFF type
+    orientations: list  # [S] tuple of atom indices, parent first
+    geometry_rows: dict  # {"distance" | "in_plane_angle" | "out_of_plane_angle": [S] rows}
+    charge_map: SlotMap  # [S] site charges (minus the sum of increments)
+    sigma_rows: np.ndarray
+    sigma_factor: np.ndarray
+    epsilon_rows: np.ndarray
+    exceptions: np.ndarray  # [E, 2] local particle indices
+    scale_coulomb: np.ndarray
+    scale_lj: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.types)
 
 
 def _describe(mol: Molecule, atoms) -> str:
@@ -114,7 +142,7 @@ class _Builder:
             return pidx
 
         bonds, b_len, b_k = [], [], []
-        for key in map(tuple, mol.bonds()):
+        for key in map(tuple, mol.bonds() if "Bonds" in handlers else []):
             pidx = lookup("Bonds", key, "bond")
             if key in constrained:
                 continue
@@ -122,7 +150,7 @@ class _Builder:
             b_len.append(self.row("Bonds", "length", pidx))
             b_k.append(self.row("Bonds", "k", pidx))
         angles, a_ang, a_k = [], [], []
-        for key in map(tuple, mol.angles()):
+        for key in map(tuple, mol.angles() if "Angles" in handlers else []):
             pidx = lookup("Angles", canonical_key("Angles", key), "angle")
             i, j, k = key
             if ((i, k) in constrained and tuple(sorted((i, j))) in constrained
@@ -133,6 +161,9 @@ class _Builder:
             a_k.append(self.row("Angles", "k", pidx))
 
         def torsion_entries(handler, keys_and_params, permute):
+            if not keys_and_params:
+                return (np.zeros((0, 4), np.int32), np.zeros(0, np.int32),
+                        {"k": np.zeros(0, int), "phase": np.zeros(0, int)}, np.zeros(0))
             atoms, per, k_rows, ph_rows, factor = [], [], [], [], []
             info = ff.row_info[handler]["k"]
             default = handlers[handler].attributes.get("default_idivf", "auto")
@@ -152,7 +183,7 @@ class _Builder:
                     {"k": np.array(k_rows), "phase": np.array(ph_rows)}, np.array(factor))
 
         propers = [(tuple(t), lookup("ProperTorsions", tuple(t), "proper torsion"))
-                   for t in mol.propers()]
+                   for t in (mol.propers() if "ProperTorsions" in handlers else [])]
         p_atoms, p_per, p_rows, p_fac = torsion_entries("ProperTorsions", propers, lambda k: [k])
         impropers = sorted(labels.get("ImproperTorsions", {}).items())
 
@@ -161,11 +192,7 @@ class _Builder:
             return [(key[1], outer[a], outer[b], outer[c])
                     for a, b, c in ((0, 1, 2), (1, 2, 0), (2, 0, 1))]
 
-        if impropers:
-            i_atoms, i_per, i_rows, i_fac = torsion_entries("ImproperTorsions", impropers, trefoil)
-        else:
-            i_atoms, i_per = np.zeros((0, 4), np.int32), np.zeros(0, np.int32)
-            i_rows, i_fac = {"k": np.zeros(0, int), "phase": np.zeros(0, int)}, np.zeros(0)
+        i_atoms, i_per, i_rows, i_fac = torsion_entries("ImproperTorsions", impropers, trefoil)
 
         sig_rows, sig_fac, eps_rows = [], [], []
         vdw = handlers["vdW"]
@@ -188,6 +215,13 @@ class _Builder:
         d = dist[i, j]
         sc = np.where(d == 3, scales["Electrostatics"], 0.0)
         sl = np.where(d == 3, scales["vdW"], 0.0)
+        sites, increments = self._virtual_sites(mol, np.stack([i, j], axis=1), sc, sl)
+        if increments is not None:  # charge increments moved from parent atoms to their sites
+            charge_map = SlotMap(mol.n_atoms,
+                                 np.concatenate([charge_map.slot, increments.slot]),
+                                 np.concatenate([charge_map.row, increments.row]),
+                                 np.concatenate([charge_map.factor, increments.factor]),
+                                 charge_map.constant)
         return _Template(
             np.array(bonds, np.int32).reshape(-1, 2), {"length": np.array(b_len),
                                                        "k": np.array(b_k)},
@@ -196,8 +230,111 @@ class _Builder:
             p_atoms, p_per, p_rows, p_fac, i_atoms, i_per, i_rows, i_fac,
             np.array(sig_rows), np.array(sig_fac), np.array(eps_rows), charge_map,
             np.array(cons, np.int32).reshape(-1, 2), np.array(cons_d),
-            np.stack([i, j], axis=1).astype(np.int32), sc, sl, mol.masses,
+            np.stack([i, j], axis=1).astype(np.int32), sc, sl, mol.masses, sites,
         )
+
+    def _virtual_sites(self, mol, pairs, scale_coulomb, scale_lj):
+        """(the molecule's _Sites, SlotMap of the increments added to parent atoms or None).
+
+        Conventions as OpenFF Interchange exports them to OpenMM: each site takes
+        ``-sum(charge_increment_k)`` and orientation atom k gains ``charge_increment_k``; with
+        the "parents" exclusion policy a site inherits every exception of its parent atom
+        (same scales), is excluded from its parent and from the other sites of that parent.
+        """
+        from chronograd.forcefield.labeling import virtual_site_matches
+
+        handler = self.ff.file.handlers.get("VirtualSites")
+        matches = virtual_site_matches(self.ff.file, mol) if handler is not None else []
+        n = mol.n_atoms
+        empty = np.zeros(0, np.int64)
+        if not matches:
+            none = SlotMap(0, empty, empty, np.zeros(0), np.zeros(0))
+            return _Sites([], [], {}, none, empty, np.zeros(0), empty,
+                          np.zeros((0, 2), np.int32), np.zeros(0), np.zeros(0)), None
+        policy = handler.attributes.get("exclusion_policy", "parents")
+        if policy != "parents":
+            raise InputError(f"VirtualSites exclusion_policy={policy!r} is not supported"
+                             " (only 'parents', as the OpenFF water models use)")
+        n_parents = {"BondCharge": 2, "MonovalentLonePair": 3, "DivalentLonePair": 3,
+                     "TrivalentLonePair": 4}
+        needs = {"MonovalentLonePair": ("inPlaneAngle", "outOfPlaneAngle"),
+                 "DivalentLonePair": ("outOfPlaneAngle",)}
+        names = {"distance": "distance", "inPlaneAngle": "in_plane_angle",
+                 "outOfPlaneAngle": "out_of_plane_angle"}
+        types, orientations = [], []
+        geometry = {"distance": [], "in_plane_angle": [], "out_of_plane_angle": []}
+        q_slot, q_row, q_fac = [], [], []  # site charges
+        inc_slot, inc_row = [], []  # increments on parent atoms
+        sig_rows, sig_fac, eps_rows = [], [], []
+        info = self.ff.row_info["VirtualSites"].get("charge_increment")
+        for s, (pidx, orient) in enumerate(matches):
+            p = handler.parameters[pidx]
+            kind = p.strings.get("type")
+            if kind not in n_parents:
+                raise InputError(f"VirtualSites parameter {p.id}: type={kind!r} is not supported"
+                                 f" ({', '.join(n_parents)})")
+            if len(orient) != n_parents[kind]:
+                raise InputError(f"VirtualSites parameter {p.id}: a {kind} needs"
+                                 f" {n_parents[kind]} tagged atoms, its SMIRKS has {len(orient)}")
+            for attr in ("distance",) + needs.get(kind, ()):
+                if attr not in p.values:
+                    raise InputError(f"VirtualSites parameter {p.id} ({kind}) has no {attr}")
+            types.append(kind)
+            orientations.append(tuple(int(a) for a in orient))
+            for attr, slot_name in names.items():
+                geometry[slot_name].append(self.row("VirtualSites", attr, pidx)
+                                           if attr in p.values else -1)
+            positions = self.positions_in_leaf.get(("VirtualSites", "charge_increment"),
+                                                   {}).get(pidx, [])
+            positions = sorted(positions, key=lambda q: info.term[q])
+            if len(positions) != len(orient):
+                raise InputError(f"VirtualSites parameter {p.id}: {len(orient)} tagged atoms"
+                                 f" need {len(orient)} charge increments, got {len(positions)}")
+            for k, pos in enumerate(positions):
+                row = self.offsets[("VirtualSites", "charge_increment")] + pos
+                q_slot.append(s)
+                q_row.append(row)
+                q_fac.append(-1.0)
+                inc_slot.append(orient[k])
+                inc_row.append(row)
+            eps_rows.append(self.row("VirtualSites", "epsilon", pidx))
+            if "sigma" in p.values:
+                sig_rows.append(self.row("VirtualSites", "sigma", pidx))
+                sig_fac.append(1.0)
+            else:
+                sig_rows.append(self.row("VirtualSites", "rmin_half", pidx))
+                sig_fac.append(RMIN_HALF_TO_SIGMA)
+
+        # exceptions: sites inherit their parent's, and are excluded from parent and siblings
+        children: dict[int, list[int]] = {}
+        for s, orient in enumerate(orientations):
+            children.setdefault(orient[0], []).append(n + s)
+        ex, ex_c, ex_l = [], [], []
+        for (a, b), c, lj in zip(pairs.tolist(), scale_coulomb, scale_lj, strict=True):
+            for v in children.get(a, []):
+                ex.append((v, b)), ex_c.append(c), ex_l.append(lj)
+            for v in children.get(b, []):
+                ex.append((v, a)), ex_c.append(c), ex_l.append(lj)
+            for v1 in children.get(a, []):
+                for v2 in children.get(b, []):
+                    ex.append((v1, v2)), ex_c.append(c), ex_l.append(lj)
+        for parent, kids in children.items():
+            for v in kids:
+                ex.append((parent, v)), ex_c.append(0.0), ex_l.append(0.0)
+            for x, v1 in enumerate(kids):
+                for v2 in kids[x + 1:]:
+                    ex.append((v1, v2)), ex_c.append(0.0), ex_l.append(0.0)
+        S = len(types)
+        sites = _Sites(
+            types, orientations, {k: np.array(v, np.int64) for k, v in geometry.items()},
+            SlotMap(S, np.array(q_slot, np.int64), np.array(q_row, np.int64), np.array(q_fac),
+                    np.zeros(S)),
+            np.array(sig_rows, np.int64), np.array(sig_fac), np.array(eps_rows, np.int64),
+            np.sort(np.array(ex, np.int32).reshape(-1, 2), axis=1), np.array(ex_c),
+            np.array(ex_l))
+        increments = SlotMap(n, np.array(inc_slot, np.int64), np.array(inc_row, np.int64),
+                             np.ones(len(inc_row)), np.zeros(n))
+        return sites, increments
 
     def _charges(self, mol, labels, charges) -> SlotMap:
         """Library charges if they cover the molecule; else explicit ``charges`` (overriding
@@ -334,16 +471,39 @@ def _assemble(ff, parts, n_atoms, box) -> System:
                                                  values("improper_factor")),
                              "phase": SlotMap.gather(rows("improper_rows", "phase"))},
     }
-    charge_maps = [t.charge_map for t, _ in parts]
+    # particles: every molecule's atoms, then every molecule's virtual sites (Interchange order)
+    site_parts, n_sites = [], 0
+    for t, o in parts:
+        site_parts.append((t.sites, o, n_atoms + n_sites, t.masses.shape[0]))
+        n_sites += t.sites.n
+    n_particles = n_atoms + n_sites
+
+    def site_values(field):
+        return _cat([getattr(sp, field) for sp, *_ in site_parts])
+
     nonbonded_maps = {
-        "charge": SlotMap.concatenate(charge_maps),
-        "sigma": SlotMap.gather(values("sigma_rows").astype(np.int64), values("sigma_factor")),
-        "epsilon": SlotMap.gather(values("epsilon_rows").astype(np.int64)),
+        "charge": SlotMap.concatenate([t.charge_map for t, _ in parts]
+                                      + [sp.charge_map for sp, *_ in site_parts]),
+        "sigma": SlotMap.gather(
+            np.concatenate([values("sigma_rows"), site_values("sigma_rows")]).astype(np.int64),
+            np.concatenate([values("sigma_factor"), site_values("sigma_factor")])),
+        "epsilon": SlotMap.gather(np.concatenate([values("epsilon_rows"),
+                                                  site_values("epsilon_rows")]).astype(np.int64)),
     }
     maps["Nonbonded"] = nonbonded_maps
-    exceptions = atoms("exceptions", 2)
-    rule = ExceptionRule("Nonbonded", exceptions, values("scale_coulomb"), values("scale_lj"))
-    source = ForceFieldSource(maps, exceptions=(rule,))
+
+    def to_global(local, atom_offset, site_offset, n_mol):
+        return np.where(local < n_mol, local + atom_offset, local - n_mol + site_offset)
+
+    exceptions = np.concatenate(
+        [atoms("exceptions", 2)]
+        + [to_global(sp.exceptions, o, so, nm) for sp, o, so, nm in site_parts]).astype(np.int32)
+    rules = [ExceptionRule(
+        "Nonbonded", exceptions,
+        np.concatenate([values("scale_coulomb"), site_values("scale_coulomb")]),
+        np.concatenate([values("scale_lj"), site_values("scale_lj")]))]
+    virtual_sites = _assemble_virtual_sites(ff, site_parts, maps, rules)
+    source = ForceFieldSource(maps, rules=tuple(rules))
 
     vdw = ff.file.handlers["vdW"].attributes
     cutoff = parse_quantity(vdw.get("cutoff", "9.0 * angstrom"))[0]
@@ -353,12 +513,12 @@ def _assemble(ff, parts, n_atoms, box) -> System:
     eps = nonbonded_maps["epsilon"].apply_host(flat)
     classes, counts = lj_classes(sig, eps)
     if box is None:
-        nb = NonbondedTerm("Nonbonded", n_atoms, "NoCutoff", exceptions, classes, counts,
+        nb = NonbondedTerm("Nonbonded", n_particles, "NoCutoff", exceptions, classes, counts,
                            cutoff=cutoff, report_names=("vdW", "Electrostatics"))
     else:
         box = np.asarray(box, dtype=np.float64)
         alpha, grid = pme_parameters(cutoff, EWALD_TOLERANCE, box)
-        nb = NonbondedTerm("Nonbonded", n_atoms, "PME", exceptions, classes, counts,
+        nb = NonbondedTerm("Nonbonded", n_particles, "PME", exceptions, classes, counts,
                            cutoff=cutoff,
                            switch_distance=cutoff - switch_width if switch_width > 0 else None,
                            ewald_error_tolerance=EWALD_TOLERANCE, alpha=alpha, grid=grid,
@@ -373,11 +533,55 @@ def _assemble(ff, parts, n_atoms, box) -> System:
         nb,
     )
     return System(
-        masses=values("masses"),
+        masses=np.concatenate([values("masses"), np.zeros(n_sites)]),
         terms=terms,
         params=ff.params,
         box=box,
         constraints=atoms("constraints", 2),
         constraint_distances=values("constraint_distances"),
         source=source,
+        virtual_sites=virtual_sites,
     )
+
+
+# SMIRNOFF virtual-site frames as OpenFF Interchange writes them (OpenMM LocalCoordinatesSite):
+# origin, x-direction and y-direction weights over the orientation atoms (parent first).
+_FRAMES = {
+    "BondCharge": ([1.0, 0.0], [-1.0, 1.0], [-1.0, 1.0]),
+    "MonovalentLonePair": ([1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-1.0, 0.0, 1.0]),
+    "DivalentLonePair": ([1.0, 0.0, 0.0], [-1.0, 0.5, 0.5], [-1.0, 1.0, 0.0]),
+    "TrivalentLonePair": ([1.0, 0.0, 0.0, 0.0], [-1.0, 1 / 3, 1 / 3, 1 / 3],
+                          [-1.0, 1.0, 0.0, 0.0]),
+}
+
+
+def _assemble_virtual_sites(ff, site_parts, maps, rules) -> tuple:
+    """One local-coordinates VirtualSites group per SMIRNOFF type, whose local coordinates
+    are slots (``maps["VirtualSites/<type>"]``) derived from theta by a VirtualSiteRule."""
+    flat = np.asarray(ravel_pytree(ff.params)[0])
+    groups = []
+    for kind, frame in _FRAMES.items():
+        sites, parents, rows = [], [], {"distance": [], "in_plane_angle": [],
+                                        "out_of_plane_angle": []}
+        for sp, atom_offset, site_offset, _ in site_parts:
+            for s, t in enumerate(sp.types):
+                if t != kind:
+                    continue
+                sites.append(site_offset + s)
+                parents.append([a + atom_offset for a in sp.orientations[s]])
+                for name in rows:
+                    rows[name].append(sp.geometry_rows[name][s])
+        if not sites:
+            continue
+        name = f"VirtualSites/{kind}"
+        maps[name] = {k: SlotMap.gather(v) for k, v in rows.items() if min(v) >= 0}
+        rule = VirtualSiteRule(name, kind)
+        rules.append(rule)
+        slots = {name: {k: m.apply_host(flat) for k, m in maps[name].items()}}
+        rule.apply(slots)
+        local = np.asarray(slots[name]["local_position"])
+        weights = np.concatenate([np.tile(np.concatenate(frame), (len(sites), 1)), local],
+                                 axis=1)
+        groups.append(VirtualSites("local_coordinates", np.array(sites, np.int32),
+                                   np.array(parents, np.int32), weights, name=name))
+    return tuple(groups)

@@ -21,8 +21,11 @@ from chronograd.forcefield.theta import build_theta
 class ForceField:
     """A SMIRNOFF force field: the parsed file, theta (``params``) and its row metadata."""
 
-    def __init__(self, name_or_path):
-        self.file = read_offxml(name_or_path)
+    def __init__(self, *names_or_paths):
+        """One ``.offxml`` (a path, or a bare name from the openforcefields package), or
+        several combined as the OpenFF toolkit combines them (later files' parameters win),
+        e.g. ``ForceField("openff-2.2.1.offxml", "tip4p_ew.offxml")``."""
+        self.file = read_offxml(*names_or_paths)
         self.params, self.row_info = build_theta(self.file)
 
     @property
@@ -70,7 +73,8 @@ class ForceField:
     def instances(self, systems) -> dict[tuple[str, str], list[tuple[str, tuple[int, ...]]]]:
         """Where each parameter is used: {(handler, parameter id): [(term, atom tuple), ...]}
         over ``systems`` (one System or a list) made from this force field. Atom tuples are
-        the system's atom indices; per-atom terms (charges, vdW) give 1-tuples."""
+        the system's atom indices; per-atom terms (charges, vdW) give 1-tuples; virtual-site
+        geometry gives the site's orientation atoms."""
         from chronograd.forcefield.source import theta_offsets
 
         if not isinstance(systems, (list, tuple)):
@@ -83,6 +87,7 @@ class ForceField:
         out: dict[tuple[str, str], set] = {}
         for system in systems:
             atoms_of = {t.name: getattr(t, "atoms", None) for t in system.terms}
+            atoms_of.update({vs.name: vs.parents for vs in system.virtual_sites if vs.name})
             for term, attrs in system.source.maps.items():
                 atoms = atoms_of.get(term)
                 for m in attrs.values():

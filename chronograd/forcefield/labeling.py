@@ -108,3 +108,36 @@ def charge_increment_matches(ff: ForceFieldFile, molecule: Molecule) -> list[tup
         for match in smirks_matches(rdmol, parameter.smirks):
             assigned[tuple(sorted(match))] = (match, index)
     return list(assigned.values())
+
+
+def virtual_site_matches(ff: ForceFieldFile, molecule: Molecule) -> list[tuple[int, tuple]]:
+    """VirtualSites assignments as (parameter index, orientation atoms in tag order; the first
+    is the parent), in OpenFF's order: parents in order of first match, then site names. Per
+    parent and site name the last matching parameter wins; ``match="once"`` keeps its first
+    orientation, ``"all_permutations"`` every one."""
+    handler = ff.handlers.get("VirtualSites")
+    if handler is None:
+        return []
+    rdmol = mdl_aromatic_copy(molecule.rdmol)
+    by_parent: dict[int, dict[str, list[tuple[int, tuple]]]] = {}
+    for index, parameter in enumerate(handler.parameters):
+        seen = set()
+        for match in smirks_matches(rdmol, parameter.smirks):
+            if match in seen:
+                continue
+            seen.add(match)
+            name = parameter.strings.get("name", "EP")
+            by_parent.setdefault(match[0], {}).setdefault(name, []).append((index, match))
+    out = []
+    for per_name in by_parent.values():
+        for matches in per_name.values():
+            winner = matches[-1][0]
+            orientations = [m for i, m in matches if i == winner]
+            how = handler.parameters[winner].strings.get("match", "all_permutations")
+            if how == "once":
+                orientations = orientations[:1]
+            elif how != "all_permutations":
+                raise InputError(f"VirtualSites parameter {handler.parameters[winner].id}:"
+                                 f" match={how!r} is not supported (once, all_permutations)")
+            out.extend((winner, m) for m in orientations)
+    return out

@@ -19,14 +19,16 @@ from chronograd.forcefield.quantity import format_quantity, parse_quantity
 
 # Per-parameter attributes that are numbers with units (indexed ones end in a digit).
 _QUANTITY = re.compile(r"^(k|length|angle|phase|epsilon|sigma|rmin_half|charge|charge_increment|"
-                       r"distance)\d*$")
+                       r"distance|outOfPlaneAngle|inPlaneAngle)\d*$")
 _INTEGER = re.compile(r"^periodicity\d+$")
 _FLOAT = re.compile(r"^idivf\d+$")
 
 SUPPORTED_HANDLERS = {
     "Constraints", "Bonds", "Angles", "ProperTorsions", "ImproperTorsions", "vdW",
-    "Electrostatics", "LibraryCharges", "ChargeIncrementModel", "ToolkitAM1BCC",
+    "Electrostatics", "LibraryCharges", "ChargeIncrementModel", "ToolkitAM1BCC", "VirtualSites",
 }
+# String-valued parameter attributes kept verbatim (VirtualSites).
+_STRING = {"type", "match", "name"}
 # Elements that carry no force-field content.
 _METADATA = {"Author", "Date"}
 
@@ -40,6 +42,7 @@ class Parameter:
     id: str
     values: dict[str, float | int] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
+    strings: dict[str, str] = field(default_factory=dict)
     element: ET.Element | None = field(default=None, repr=False)
 
 
@@ -79,14 +82,29 @@ def resolve_offxml(name_or_path) -> Path:
     )
 
 
+def element_id(handler: str, elem: ET.Element) -> str:
+    """A parameter's id: its ``id`` attribute; for virtual sites without one, OpenFF
+    Interchange's key "SMIRKS NAME MATCH"; else its name or SMIRKS."""
+    if elem.get("id"):
+        return elem.get("id")
+    if handler == "VirtualSites":
+        return " ".join(str(elem.get(k)) for k in ("smirks", "name", "match"))
+    return elem.get("name") or elem.get("smirks")
+
+
 def _parse_parameter(handler: str, elem: ET.Element, source: str) -> Parameter:
     smirks = elem.get("smirks")
-    pid = elem.get("id") or elem.get("name") or smirks
+    pid = element_id(handler, elem)
     if smirks is None:
         raise InputError(f"{source}: a <{elem.tag}> in <{handler}> (id {pid!r}) has no smirks")
     p = Parameter(handler, smirks, pid, element=elem)
     for key, raw in elem.attrib.items():
-        if key in ("smirks", "id", "name", "parent_id"):
+        if key in ("smirks", "id", "parent_id"):
+            continue
+        if key in _STRING:
+            p.strings[key] = raw
+            continue
+        if raw == "None":  # e.g. a DivalentLonePair's inPlaneAngle
             continue
         if "bondorder" in key:
             raise InputError(
@@ -107,23 +125,73 @@ def _parse_parameter(handler: str, elem: ET.Element, source: str) -> Parameter:
     return p
 
 
-def read_offxml(name_or_path) -> ForceFieldFile:
-    """Parse a SMIRNOFF force field.
-
-    Raises:
-        InputError: unknown file, malformed XML (with line and column), unsupported handlers
-            or attributes (named), bad quantities (parameter id and attribute).
-    """
+def _parse_tree(name_or_path) -> ET.ElementTree:
     path = resolve_offxml(name_or_path)
-    source = str(name_or_path)
     try:
         tree = ET.parse(path)
     except ET.ParseError as exc:
         line, col = exc.position
         raise InputError(f"{path}: line {line}, column {col}: malformed XML ({exc})") from None
+    if tree.getroot().tag != "SMIRNOFF":
+        raise InputError(f"{path}: root element is <{tree.getroot().tag}>, expected <SMIRNOFF>")
+    return tree
+
+
+def _same_setting(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return parse_quantity(a)[0] == parse_quantity(b)[0]
+    except (InputError, ValueError):
+        try:
+            return float(a) == float(b)
+        except ValueError:
+            return False
+
+
+def _merge(tree: ET.ElementTree, other: ET.ElementTree, name: str) -> None:
+    """Append ``other``'s parameters to ``tree``'s handlers (later files win, as in the OpenFF
+    toolkit); handler settings must agree."""
     root = tree.getroot()
-    if root.tag != "SMIRNOFF":
-        raise InputError(f"{path}: root element is <{root.tag}>, expected <SMIRNOFF>")
+    model = other.getroot().get("aromaticity_model", "OEAroModel_MDL")
+    if model != root.get("aromaticity_model", "OEAroModel_MDL"):
+        raise InputError(f"{name}: aromaticity_model={model!r} differs from the force field it"
+                         " is combined with")
+    for elem in other.getroot():
+        if elem.tag in _METADATA:
+            continue
+        mine = root.find(elem.tag)
+        if mine is None:
+            root.append(copy.deepcopy(elem))
+            continue
+        for key in set(mine.attrib) | set(elem.attrib):
+            if key == "version":
+                continue
+            a, b = mine.get(key), elem.get(key)
+            if a is None or b is None or not _same_setting(a, b):
+                raise InputError(f"{name}: <{elem.tag}> {key}={b!r} is incompatible with"
+                                 f" {a!r} in the force field it is combined with")
+        for child in elem:
+            mine.append(copy.deepcopy(child))
+
+
+def read_offxml(*names_or_paths) -> ForceFieldFile:
+    """Parse a SMIRNOFF force field, or several combined as the OpenFF toolkit does
+    (``read_offxml("openff-2.2.1.offxml", "tip4p_ew.offxml")``: parameters of later files are
+    appended to the same handlers and so take precedence).
+
+    Raises:
+        InputError: unknown file, malformed XML (with line and column), unsupported handlers
+            or attributes (named), bad quantities (parameter id and attribute), incompatible
+            handler settings between combined files.
+    """
+    if not names_or_paths:
+        raise InputError("no force field file given")
+    tree = _parse_tree(names_or_paths[0])
+    for name in names_or_paths[1:]:
+        _merge(tree, _parse_tree(name), str(name))
+    source = " + ".join(str(n) for n in names_or_paths)
+    root = tree.getroot()
     handlers = {}
     for elem in root:
         if elem.tag in _METADATA:
@@ -148,7 +216,7 @@ def write_offxml(ff: ForceFieldFile, path, values: dict[tuple[str, str, str], fl
     by_key = {}
     for handler in tree.getroot():
         for elem in handler:
-            pid = elem.get("id") or elem.get("name") or elem.get("smirks")
+            pid = element_id(handler.tag, elem)
             by_key[(handler.tag, pid)] = elem
     units = {(h.name, p.id, a): u for h in ff.handlers.values() for p in h.parameters
              for a, u in p.units.items()}

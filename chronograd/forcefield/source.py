@@ -27,6 +27,42 @@ class ExceptionRule:
     scale_lj: np.ndarray  # [E]
 
 
+    def apply(self, out):
+        p = out[self.term]
+        i, j = self.atoms[:, 0], self.atoms[:, 1]
+        p["exception_charge_prod"] = jnp.asarray(self.scale_coulomb) * p["charge"][i] * p[
+            "charge"][j]
+        p["exception_sigma"] = 0.5 * (p["sigma"][i] + p["sigma"][j])
+        p["exception_epsilon"] = jnp.asarray(self.scale_lj) * safe_sqrt(
+            p["epsilon"][i] * p["epsilon"][j])
+
+
+@dataclass(frozen=True, eq=False)
+class VirtualSiteRule:
+    """Local coordinates [S, 3] nm of SMIRNOFF virtual sites of one ``type`` from their
+    ``distance``, ``in_plane_angle`` and ``out_of_plane_angle`` slots (radians), with OpenFF
+    Interchange's frame conventions: BondCharge and TrivalentLonePair (-d, 0, 0);
+    MonovalentLonePair d (cos t cos p, sin t cos p, sin p); DivalentLonePair (-d cos p, 0,
+    d sin p)."""
+
+    group: str
+    type: str
+
+    def apply(self, out):
+        p = out[self.group]
+        d = p["distance"]
+        zero = jnp.zeros_like(d)
+        if self.type in ("BondCharge", "TrivalentLonePair"):
+            local = (-d, zero, zero)
+        elif self.type == "MonovalentLonePair":
+            t, o = p["in_plane_angle"], p["out_of_plane_angle"]
+            local = (d * jnp.cos(t) * jnp.cos(o), d * jnp.sin(t) * jnp.cos(o), d * jnp.sin(o))
+        else:  # DivalentLonePair
+            o = p["out_of_plane_angle"]
+            local = (-d * jnp.cos(o), zero, d * jnp.sin(o))
+        p["local_position"] = jnp.stack(local, axis=-1)
+
+
 @dataclass(frozen=True, eq=False)
 class ForceFieldSource:
     """theta -> {term: {attribute: array}} via slot maps; ``frozen`` slots are constants.
@@ -34,13 +70,14 @@ class ForceFieldSource:
     Attributes:
         maps: {term: {attribute: SlotMap}}.
         frozen: {term: {attribute: array}} slots that do not depend on theta.
-        exceptions: rules that derive exception parameters from per-atom slots.
+        rules: derived slots (ExceptionRule: exception parameters from per-atom slots;
+            VirtualSiteRule: virtual-site local coordinates from distances and angles).
         provenance: {term: {attribute: "theta" | "frozen"}}, for reports.
     """
 
     maps: dict
     frozen: dict = field(default_factory=dict)
-    exceptions: tuple = ()
+    rules: tuple = ()
 
     def __call__(self, theta):
         return self.finalize(self.raw_slots(theta))
@@ -56,15 +93,10 @@ class ForceFieldSource:
         return out
 
     def finalize(self, out):
-        """Derive exception parameters from the (possibly overridden) per-atom slots."""
-        for rule in self.exceptions:
-            p = out[rule.term]
-            i, j = rule.atoms[:, 0], rule.atoms[:, 1]
-            p["exception_charge_prod"] = jnp.asarray(rule.scale_coulomb) * p["charge"][i] * p[
-                "charge"][j]
-            p["exception_sigma"] = 0.5 * (p["sigma"][i] + p["sigma"][j])
-            p["exception_epsilon"] = jnp.asarray(rule.scale_lj) * safe_sqrt(
-                p["epsilon"][i] * p["epsilon"][j])
+        """Derive exception parameters and virtual-site local coordinates from the (possibly
+        overridden) slots."""
+        for rule in self.rules:
+            rule.apply(out)
         return out
 
     @property

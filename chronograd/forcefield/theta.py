@@ -28,8 +28,14 @@ THETA_ATTRIBUTES = {
     "LibraryCharges": ("charge",),
     "ChargeIncrementModel": ("charge_increment",),
     "Constraints": ("distance",),
+    "VirtualSites": ("distance", "inPlaneAngle", "outOfPlaneAngle", "charge_increment", "epsilon",
+                     "sigma", "rmin_half"),
 }
 INDEXED = {"ProperTorsions", "ImproperTorsions", "LibraryCharges", "ChargeIncrementModel"}
+
+
+def _indexed(handler: str, attr: str) -> bool:
+    return handler in INDEXED or (handler, attr) == ("VirtualSites", "charge_increment")
 
 
 @dataclass
@@ -56,7 +62,7 @@ def build_theta(ff: ForceFieldFile) -> tuple[dict, dict]:
         for attr in attributes:
             values, ri = [], RowInfo()
             for index, p in enumerate(handler.parameters):
-                if handler_name in INDEXED:
+                if _indexed(handler_name, attr):
                     terms = sorted(int(m.group(1)) for key in p.values
                                    if (m := re.fullmatch(rf"{attr}(\d+)", key)))
                     for n in terms:

@@ -21,7 +21,7 @@ from chronograd.potentials.ewald import ewald_parameters, pme_parameters
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
 from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
-from chronograd.system.virtual_sites import VirtualSites
+from chronograd.system.virtual_sites import VirtualSites, resolved_weights
 
 _METHOD_NAMES = {
     0: "NoCutoff",
@@ -258,11 +258,12 @@ def _import_virtual_sites(openmm_system) -> tuple:
     return tuple(out)
 
 
-def _export_virtual_sites(out, system: System) -> None:
+def _export_virtual_sites(out, system: System, slots) -> None:
     import openmm
 
     for vs in system.virtual_sites:
-        for site, parents, w in zip(vs.sites, vs.parents, vs.weights, strict=True):
+        for site, parents, w in zip(vs.sites, vs.parents, resolved_weights(vs, slots),
+                                    strict=True):
             p = [int(i) for i in parents]
             w = [float(x) for x in w]
             if vs.kind == "two_average":
@@ -290,7 +291,7 @@ def to_openmm(system: System, params=None):
         out.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*map(float, v)) for v in system.box])
     for (i, j), d in zip(system.constraints, system.constraint_distances, strict=True):
         out.addConstraint(int(i), int(j), float(d))
-    _export_virtual_sites(out, system)
+    _export_virtual_sites(out, system, params)
     for term in system.terms:
         p = {k: np.asarray(v, dtype=np.float64) for k, v in params[term.name].items()}
         if isinstance(term, HarmonicBondTerm):

@@ -25,7 +25,7 @@ from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
 from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
 from chronograd.system.virtual_sites import KINDS as VIRTUAL_SITE_KINDS
-from chronograd.system.virtual_sites import VirtualSites
+from chronograd.system.virtual_sites import VirtualSites, resolved_weights
 
 SCHEMA = "chronograd.system"
 VERSION = 1
@@ -96,7 +96,7 @@ def system_to_dict(system: System, params=None) -> dict:
         "terms": terms,
         "virtual_sites": [
             {"kind": vs.kind, "sites": vs.sites.tolist(), "parents": vs.parents.tolist(),
-             "weights": _floats(vs.weights)}
+             "weights": _floats(resolved_weights(vs, params))}
             for vs in system.virtual_sites
         ],
     }

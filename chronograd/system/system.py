@@ -60,6 +60,14 @@ class System:
         return found[0] if found else None
 
     @property
+    def virtual_site_indices(self) -> np.ndarray:
+        """Sorted particle indices of the virtual sites."""
+        if not self.virtual_sites:
+            return np.zeros(0, np.int64)
+        return np.sort(np.concatenate([np.asarray(vs.sites, np.int64)
+                                       for vs in self.virtual_sites]))
+
+    @property
     def periodic(self) -> bool:
         nb = self.nonbonded
         return bool(nb is not None and nb.periodic) or any(
@@ -85,10 +93,10 @@ class System:
         terms, source, sites = self.terms, self.source, self.virtual_sites
 
         def energy_terms(positions, box, params, neighbors=None):
-            if sites:
-                positions = place_virtual_sites(positions, sites)
-            pairs = None if neighbors is None else neighbors.pairs()
             slots = params if source is None else source(params)
+            if sites:
+                positions = place_virtual_sites(positions, sites, slots)
+            pairs = None if neighbors is None else neighbors.pairs()
             out = {}
             for term in terms:
                 out.update(term.energy_terms(positions, box, slots[term.name], pairs))
@@ -145,9 +153,18 @@ class System:
         pos = np.asarray(positions, dtype=np.float64)
         if pos.ndim != 2 or pos.shape[1] != 3:
             raise InputError(f"positions must have shape (N, 3) in nm, got {pos.shape}")
+        sites = self.virtual_site_indices
+        if sites.size and pos.shape[0] == self.n_atoms - sites.size:
+            # positions of the real atoms only: the virtual sites are placed from their parents
+            full = np.zeros((self.n_atoms, 3))
+            full[np.setdiff1d(np.arange(self.n_atoms), sites)] = pos
+            pos = full
         if pos.shape[0] != self.n_atoms:
+            extra = (f" (or {self.n_atoms - sites.size} without its {sites.size} virtual sites)"
+                     if sites.size else "")
             raise InputError(
-                f"the system has {self.n_atoms} atoms but {pos.shape[0]} positions were given"
+                f"the system has {self.n_atoms} particles{extra} but {pos.shape[0]} positions"
+                " were given"
             )
         bad = np.flatnonzero(~np.all(np.isfinite(pos), axis=1))
         if bad.size:
@@ -193,7 +210,8 @@ class System:
                 fn = jax.value_and_grad(total)
             self._cache[key] = jax.jit(fn)
         if use_nl and self.virtual_sites:
-            pos = np.asarray(place_virtual_sites(jnp.asarray(pos), self.virtual_sites))
+            pos = np.asarray(place_virtual_sites(jnp.asarray(pos), self.virtual_sites,
+                                                 self.slots(params)))
         nbrs = self.neighbor_list().allocate(pos, box) if use_nl else None
         pos_j = jnp.asarray(pos)
         box_j = None if box is None else jnp.asarray(box)

@@ -9,7 +9,12 @@ formulas are OpenMM's:
 * ``out_of_plane``:   x = p0 + w12 (p1 - p0) + w13 (p2 - p0) + wc (p1 - p0) x (p2 - p0)
 * ``local_coordinates``: origin o = sum wo_k p_k, x-direction sum wx_k p_k, y-direction
   sum wy_k p_k; z = normalize(xdir x ydir), x = normalize(xdir), y = z x x;
-  position = o + l_x x + l_y y + l_z z.
+  position = o + l_x x + l_y y + l_z z. When x and y are parallel (a SMIRNOFF BondCharge site,
+  whose local y and z coordinates are zero) the y and z axes are taken as zero.
+
+A group with a ``name`` may take its local coordinates from the system's slots
+(``slots[name]["local_position"]``, [S, 3] nm), so they can depend on force-field parameters
+(SMIRNOFF distances and angles); its ``weights`` then hold the values at the defaults.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ KINDS = ("two_average", "three_average", "out_of_plane", "local_coordinates")
 class VirtualSites:
     """One kind of virtual site for ``sites`` [S] with ``parents`` [S, k] and ``weights``
     [S, m] (local_coordinates: 3k weights for origin, x and y, then the 3 local coordinates,
-    nm)."""
+    nm). ``name``: the slot group its local coordinates come from, if any."""
 
     kind: str
     sites: np.ndarray
     parents: np.ndarray
     weights: np.ndarray
+    name: str = ""
 
-    def positions(self, x):
+    def positions(self, x, local=None):
+        """Site positions [S, 3]; ``local`` [S, 3] overrides the local coordinates."""
         p = x[jnp.asarray(self.parents)]  # [S, k, 3]
         w = jnp.asarray(self.weights, x.dtype)
         if self.kind in ("two_average", "three_average"):
@@ -48,14 +55,34 @@ class VirtualSites:
         ydir = jnp.einsum("sk,skd->sd", w[:, 2 * k:3 * k], p)
         zdir = jnp.cross(xdir, ydir)
         ex = xdir / jnp.linalg.norm(xdir, axis=-1, keepdims=True)
-        ez = zdir / jnp.linalg.norm(zdir, axis=-1, keepdims=True)
+        ez = _normalize_or_zero(zdir)
         ey = jnp.cross(ez, ex)
-        local = w[:, 3 * k:]
+        local = w[:, 3 * k:] if local is None else local
         return origin + local[:, 0:1] * ex + local[:, 1:2] * ey + local[:, 2:3] * ez
 
 
-def place_virtual_sites(x, virtual_sites):
-    """Positions with every virtual site recomputed from its parents."""
+def resolved_weights(vs: VirtualSites, slots) -> np.ndarray:
+    """``vs.weights`` with the local coordinates taken from ``slots`` where they are parameters
+    (host values, for export)."""
+    weights = np.asarray(vs.weights, np.float64).copy()
+    if vs.name and slots is not None and vs.name in slots:
+        weights[:, -3:] = np.asarray(slots[vs.name]["local_position"], np.float64)
+    return weights
+
+
+def _normalize_or_zero(v):
+    """v / |v|, and 0 (with zero gradient) where |v| vanishes."""
+    n2 = jnp.sum(v * v, axis=-1, keepdims=True)
+    ok = n2 > 1e-24
+    return jnp.where(ok, v / jnp.sqrt(jnp.where(ok, n2, 1.0)), 0.0)
+
+
+def place_virtual_sites(x, virtual_sites, slots=None):
+    """Positions with every virtual site recomputed from its parents (``slots``: the system's
+    slots, for groups whose local coordinates are parameters)."""
     for vs in virtual_sites:
-        x = x.at[jnp.asarray(vs.sites)].set(vs.positions(x))
+        local = None
+        if vs.name and slots is not None and vs.name in slots:
+            local = slots[vs.name]["local_position"]
+        x = x.at[jnp.asarray(vs.sites)].set(vs.positions(x, local))
     return x
