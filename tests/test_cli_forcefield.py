@@ -62,6 +62,18 @@ def test_parameterize_writes_a_loadable_system(tmp_path):
                                         "vdW", "Electrostatics"}
 
 
+def test_parameterize_combines_force_fields_with_virtual_sites(tmp_path):
+    res = run("parameterize", "--smiles", "O", "--ff", "openff-2.2.1.offxml,tip5p.offxml",
+              "-o", tmp_path / "w.json")
+    assert res.returncode == 0, res.stderr
+    loaded = cg.load(tmp_path / "w.json")
+    water = Molecule.from_smiles("O")
+    direct = ForceField("openff-2.2.1.offxml", "tip5p.offxml").create_system(water)
+    assert loaded.n_atoms == direct.n_atoms == 5  # TIP5P: two lone-pair sites
+    assert loaded.energy(water.positions) == pytest.approx(direct.energy(water.positions),
+                                                           rel=1e-12)
+
+
 @pytest.mark.parametrize(
     "args, expect",
     [

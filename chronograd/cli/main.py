@@ -35,12 +35,16 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+FF_HELP = ("SMIRNOFF force field (name or path); several are combined when joined by commas,"
+           " e.g. openff-2.2.1.offxml,tip4p_ew.offxml.")
+
+
 @app.command()
 def energy(
     molecule: Path | None = typer.Argument(None, help="SDF/MOL molecule (with --ff)."),
     openmm_xml: Path | None = typer.Option(None, "--openmm", help="OpenMM System XML file."),
     positions: Path | None = typer.Option(None, "--positions", help="PDB for --openmm."),
-    ff: str | None = typer.Option(None, "--ff", help="SMIRNOFF force field (name or path)."),
+    ff: str | None = typer.Option(None, "--ff", help=FF_HELP),
     charges: str = typer.Option(
         "auto", "--charges", help="from-file | am1bcc | gasteiger (auto: from-file if present)."
     ),
@@ -113,7 +117,7 @@ def _ff_system(ff_name: str, molecule: Path | None, charges: str, smiles: str | 
     mol = load_molecule(molecule, smiles)
     if mol.positions is None:
         _fail(f"{molecule}: the molecule has no coordinates")
-    force_field = ForceField(ff_name)
+    force_field = ForceField(*[n.strip() for n in ff_name.split(",")])
     system = force_field.create_system(mol, charges=resolve_charges(mol, charges))
     return system, mol.positions, None, force_field
 
@@ -122,7 +126,7 @@ def _ff_system(ff_name: str, molecule: Path | None, charges: str, smiles: str | 
 def parameterize(
     molecule: Path | None = typer.Argument(None, help="SDF/MOL molecule."),
     smiles: str | None = typer.Option(None, "--smiles", help="SMILES instead of a file."),
-    ff: str = typer.Option(..., "--ff", help="SMIRNOFF force field (name or path)."),
+    ff: str = typer.Option(..., "--ff", help=FF_HELP),
     output: Path = typer.Option(..., "-o", "--output", help="System JSON to write."),
     charges: str = typer.Option(
         "auto", "--charges", help="from-file | am1bcc | gasteiger (auto: from-file if present)."
