@@ -72,11 +72,14 @@ class NeighborList:
 
 
 class NeighborListFns(NamedTuple):
-    """``allocate(positions, box=None)`` on the host; ``update(positions, nbrs, box=None)``
-    pure and jit-able."""
+    """``allocate(positions, box=None, *, max_neighbors=None, cell_capacity=None)`` on the
+    host (capacities sized from the positions unless given); ``update(positions, nbrs,
+    box=None)`` pure and jit-able (rebuilds when needed); ``rebuild(positions, nbrs, box=None)``
+    always rebuilds with the same capacities (so a restart reproduces a run exactly)."""
 
     allocate: Callable[..., NeighborList]
     update: Callable[..., NeighborList]
+    rebuild: Callable[..., NeighborList]
 
 
 def exclusion_keys(exclusions, n_atoms: int) -> np.ndarray:
@@ -208,19 +211,22 @@ def neighbor_list(
     cell_table_jit = jax.jit(_cell_table, static_argnums=(2, 3))
     build_jit = jax.jit(_build, static_argnums=(2, 3, 4))
 
-    def allocate(positions, box=None) -> NeighborList:
+    def allocate(positions, box=None, *, max_neighbors=None, cell_capacity=None
+                 ) -> NeighborList:
         positions = jnp.asarray(positions)
         if box is not None:
             box = jnp.asarray(check_reduced_box(box), dtype=positions.dtype)
         dims = _cell_dims(box)
-        cell_capacity = 0
-        if dims is not None:
-            _, _, max_cell = cell_table_jit(positions, box, dims, 1)
-            cell_capacity = int(math.ceil(int(max_cell) * capacity_multiplier)) + 1
-        # Count with a generous width, then size the list from the real maximum.
-        _, max_count, _ = build_jit(positions, box, dims, cell_capacity, 1)
-        max_neighbors = max(1, int(math.ceil(int(max_count) * capacity_multiplier)))
-        max_neighbors = min(max_neighbors, max(n - 1, 1))
+        if cell_capacity is None:
+            cell_capacity = 0
+            if dims is not None:
+                _, _, max_cell = cell_table_jit(positions, box, dims, 1)
+                cell_capacity = int(math.ceil(int(max_cell) * capacity_multiplier)) + 1
+        if max_neighbors is None:
+            # Count with a generous width, then size the list from the real maximum.
+            _, max_count, _ = build_jit(positions, box, dims, cell_capacity, 1)
+            max_neighbors = max(1, int(math.ceil(int(max_count) * capacity_multiplier)))
+            max_neighbors = min(max_neighbors, max(n - 1, 1))
         idx, _, _ = build_jit(positions, box, dims, cell_capacity, max_neighbors)
         ref_box = box if box is not None else jnp.zeros((3, 3), positions.dtype)
         return NeighborList(idx, positions, ref_box, jnp.asarray(False), dims, cell_capacity)
@@ -261,7 +267,15 @@ def neighbor_list(
             nbrs.cell_capacity,
         )
 
-    return NeighborListFns(allocate, jax.jit(update))
+    def rebuild(positions, nbrs: NeighborList, box=None) -> NeighborList:
+        idx, max_count, max_cell = _build(positions, box, nbrs.cell_dims, nbrs.cell_capacity,
+                                          nbrs.max_neighbors)
+        overflow = (max_count > nbrs.max_neighbors) | (max_cell > nbrs.cell_capacity)
+        ref_box = box if box is not None else jnp.zeros((3, 3), positions.dtype)
+        return NeighborList(idx, positions, ref_box, overflow, nbrs.cell_dims,
+                            nbrs.cell_capacity)
+
+    return NeighborListFns(allocate, jax.jit(update), jax.jit(rebuild))
 
 
 def update_or_regrow(fns: NeighborListFns, positions, nbrs: NeighborList, box=None):

@@ -1,0 +1,24 @@
+"""Dynamics: integrators with the (init, step) shape, constraints, barostat, the runner."""
+
+from chronograd.dynamics.integrators import (
+    Integrator,
+    brownian,
+    langevin,
+    nose_hoover,
+    nose_hoover_conserved_energy,
+    velocity_verlet,
+)
+from chronograd.dynamics.state import BOLTZMANN, MDState, kinetic_energy, temperature
+
+__all__ = [
+    "BOLTZMANN",
+    "Integrator",
+    "MDState",
+    "brownian",
+    "kinetic_energy",
+    "langevin",
+    "nose_hoover",
+    "nose_hoover_conserved_energy",
+    "temperature",
+    "velocity_verlet",
+]

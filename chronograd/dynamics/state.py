@@ -1,0 +1,87 @@
+"""The state of a simulation and what every integrator shares: forces, kinetic energy,
+degrees of freedom, initial velocities.
+
+Units are OpenMM's: nm, ps, amu, kJ/mol, K. ``MDState`` is an immutable pytree; integrators
+map it to the next one with pure functions, so many steps run inside ``jax.lax.scan`` and
+gradients flow through them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from chronograd.system.virtual_sites import place_virtual_sites
+
+BOLTZMANN = 0.00831446261815324  # kJ/mol/K (OpenMM's BOLTZ)
+
+
+class MDState(NamedTuple):
+    """positions, velocities, forces [N, 3]; potential_energy (kJ/mol); box [3, 3] or None;
+    neighbors (a NeighborList or None); step (int); key (PRNG key); extra: integrator- and
+    barostat-specific arrays (dict)."""
+
+    positions: jax.Array
+    velocities: jax.Array
+    forces: jax.Array
+    potential_energy: jax.Array
+    box: Any
+    neighbors: Any
+    step: jax.Array
+    key: jax.Array
+    extra: dict
+
+
+def force_fn(system, neighbor_fns=None):
+    """``compute(x, box, params, neighbors) -> (x with sites placed, neighbors, U, F)``.
+
+    Virtual sites are placed from their parents, the neighbor list is updated (rebuilt when an
+    atom moved more than half the skin; overflow is a flag in it), and U and F = -dU/dx are
+    evaluated in one pass."""
+    energy = jax.value_and_grad(system.energy_fn(neighbor_list=True))
+    sites, source = system.virtual_sites, system.source
+
+    def compute(x, box, params, neighbors):
+        if sites:
+            x = place_virtual_sites(x, sites, params if source is None else source(params))
+        if neighbors is not None:
+            neighbors = neighbor_fns.update(x, neighbors, box)
+        u, g = energy(x, box, params, neighbors)
+        return x, neighbors, u, -g
+
+    return compute
+
+
+def inverse_masses(masses) -> np.ndarray:
+    m = np.asarray(masses, np.float64)
+    return np.where(m > 0, 1.0 / np.where(m > 0, m, 1.0), 0.0)
+
+
+def kinetic_energy(velocities, masses):
+    return 0.5 * jnp.sum(jnp.asarray(masses, velocities.dtype)[:, None] * velocities ** 2)
+
+
+def degrees_of_freedom(masses, n_constraints: int, remove_com: bool) -> int:
+    """3 per massive particle, minus constraints, minus 3 if the centre of mass is fixed."""
+    n = int(np.sum(np.asarray(masses) > 0))
+    return 3 * n - int(n_constraints) - (3 if remove_com else 0)
+
+
+def temperature(velocities, masses, dof: int):
+    return 2.0 * kinetic_energy(velocities, masses) / (dof * BOLTZMANN)
+
+
+def remove_com_velocity(v, masses):
+    m = jnp.asarray(masses, v.dtype)[:, None]
+    com = jnp.sum(m * v, axis=0) / jnp.sum(m)
+    return jnp.where(m > 0, v - com, 0.0)
+
+
+def maxwell_boltzmann(key, masses, temperature_k: float, dtype=jnp.float64):
+    """Velocities [N, 3] nm/ps drawn at ``temperature_k``; massless particles get zero."""
+    inv = jnp.asarray(inverse_masses(masses), dtype)[:, None]
+    sigma = jnp.sqrt(BOLTZMANN * temperature_k * inv)
+    return sigma * jax.random.normal(key, (len(masses), 3), dtype)

@@ -1,0 +1,126 @@
+"""Energy minimization: ``minimize(system, positions, method="lbfgs" | "fire")``.
+
+Converges when the root-mean-square force component falls below ``tolerance`` (kJ/mol/nm;
+OpenMM's LocalEnergyMinimizer criterion and default, 10). The result carries a status instead
+of raising inside the loop: "converged", "max_iterations" or "non_finite".
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from chronograd.dynamics.constraints import build_constraints, rattle_velocities, shake
+from chronograd.dynamics.integrators import _use_neighbor_list
+from chronograd.dynamics.state import force_fn
+from chronograd.errors import InputError
+from chronograd.minimize.fire import FireState, fire
+from chronograd.minimize.lbfgs import lbfgs_run
+
+RESTRAINT_K = 1e6  # kJ/mol/nm^2 on constrained distances during L-BFGS
+
+
+class MinimizeResult(NamedTuple):
+    positions: np.ndarray
+    energy: float
+    rms_force: float
+    max_force: float
+    iterations: int
+    status: str
+
+
+def _rms(g, n_real: int):
+    return jnp.sqrt(jnp.sum(g * g) / (3 * n_real))
+
+
+def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
+             tolerance: float = 10.0, max_iterations: int = 10000,
+             neighbor_list: bool | None = None) -> MinimizeResult:
+    """Minimize the potential energy from ``positions`` (nm); returns a MinimizeResult."""
+    if method not in ("lbfgs", "fire"):
+        raise InputError(f"method must be 'lbfgs' or 'fire', got {method!r}")
+    params = system.params if params is None else params
+    x, box = system.check_inputs(positions, box)
+    x = jnp.asarray(x)
+    box = None if box is None else jnp.asarray(box)
+    masses = np.asarray(system.masses, np.float64)
+    n_real = int(np.sum(masses > 0))
+    # Minimization has no dynamics: constraints are projected with unit masses (the gradient
+    # projection), not the mass-weighted RATTLE metric.
+    con = build_constraints(system.constraints, system.constraint_distances,
+                            np.where(masses > 0, 1.0, 0.0))
+    nl_fns = system.neighbor_list() if _use_neighbor_list(system, neighbor_list) else None
+    compute = force_fn(system, nl_fns)
+    if con is not None:
+        x = jax.jit(shake)(x, x, con, box)
+
+    def projected(f, xx):
+        return f if con is None else rattle_velocities(f, xx, con, box)
+
+    if method == "fire":
+        init, step = fire(compute, con)
+
+        @jax.jit
+        def run(x, nbrs):
+            s = init(x, box, params, nbrs)
+
+            def cond(c):
+                s, k = c
+                return ((k < max_iterations) & (_rms(projected(s.forces, s.positions), n_real)
+                                                >= tolerance) & jnp.isfinite(s.energy))
+
+            def body(c):
+                s, k = c
+                return step(s, box, params), k + 1
+
+            return jax.lax.while_loop(cond, body, (s, jnp.asarray(0)))
+
+        nbrs = None if nl_fns is None else nl_fns.allocate(x, box)
+        s, iters = run(x, nbrs)
+        if s.neighbors is not None and bool(s.neighbors.did_overflow):
+            s, more = run(s.positions, nl_fns.allocate(s.positions, box))
+            iters = iters + more
+        x_final, iterations = s.positions, int(iters)
+    else:
+        energy = system.energy_fn(neighbor_list=True)
+
+        def objective(flat, nbrs):
+            xx = flat.reshape(x.shape)
+            u = energy(xx, box, params, nbrs)
+            if con is not None:
+                from chronograd.dynamics.constraints import _bond_vectors
+
+                r = jnp.linalg.norm(_bond_vectors(xx, con.pairs, box), axis=-1)
+                u = u + RESTRAINT_K * jnp.sum((r - con.distances) ** 2)
+            return u
+
+        @jax.jit
+        def run(flat, nbrs, budget):
+            return lbfgs_run(lambda f: objective(f, nbrs), flat, max_iterations=budget,
+                             tolerance=tolerance, rms_force=lambda g: _rms(g, n_real))
+
+        flat, iterations = x.ravel(), 0
+        chunk = max_iterations if nl_fns is None else min(max_iterations, 200)
+        while True:
+            nbrs = None if nl_fns is None else nl_fns.allocate(flat.reshape(x.shape), box)
+            flat, _, k = run(flat, nbrs, chunk)
+            iterations += int(k)
+            if int(k) < chunk or iterations >= max_iterations or nl_fns is None:
+                break
+        x_final = flat.reshape(x.shape)
+        if con is not None:
+            x_final = jax.jit(shake)(x_final, x_final, con, box)
+    nbrs = None if nl_fns is None else nl_fns.allocate(x_final, box)
+    x_final, _, u, f = jax.jit(compute)(x_final, box, params, nbrs)
+    f = projected(f, x_final)
+    rms = float(_rms(f, n_real))
+    status = ("non_finite" if not np.isfinite(float(u)) else
+              "converged" if rms < tolerance else "max_iterations")
+    return MinimizeResult(np.asarray(x_final), float(u), rms,
+                          float(jnp.max(jnp.linalg.norm(f, axis=-1))), iterations, status)
+
+
+__all__ = ["FireState", "MinimizeResult", "fire", "minimize"]
