@@ -3,6 +3,10 @@
     chronograd energy --openmm SYSTEM.xml --positions FILE.pdb [--json] [--forces OUT.npy]
     chronograd energy --ff NAME MOLECULE.sdf [--charges ...] [--json] [--grad-params OUT.csv]
     chronograd parameterize (MOLECULE.sdf | --smiles SMILES) --ff NAME -o system.json
+    chronograd simulate (SYSTEM.json --positions PDB | --ff NAME (MOLECULE.sdf | --smiles S)
+        [--solvate NM | --liquid N --density G_ML]) --steps N --timestep 2fs
+        --temperature 300K [--pressure 1bar] [--minimize] [--integrator langevin|verlet|
+        nose-hoover|brownian] -o traj.dcd [--report-every K] [--checkpoint F [--resume]]
 
 Errors are printed as one message naming the problem (file, line, atom) with exit code 1;
 no traceback for input problems.
@@ -143,6 +147,78 @@ def parameterize(
     except cg.ChronogradError as exc:
         _fail(str(exc))
     typer.echo(f"wrote {output}: {system.n_atoms} atoms, terms {', '.join(system.term_names())}")
+
+
+@app.command()
+def simulate(
+    system_json: Path | None = typer.Argument(None, help="System JSON (with --positions)."),
+    positions: Path | None = typer.Option(None, "--positions", help="PDB for SYSTEM.json."),
+    ff: str | None = typer.Option(None, "--ff", help=FF_HELP),
+    molecule: Path | None = typer.Option(None, "--molecule", help="SDF/MOL molecule (--ff)."),
+    smiles: str | None = typer.Option(None, "--smiles", help="SMILES instead of --molecule."),
+    charges: str = typer.Option("auto", "--charges", help="from-file | am1bcc | gasteiger."),
+    solvate: float | None = typer.Option(None, "--solvate", help="Water padding (nm)."),
+    liquid: int | None = typer.Option(None, "--liquid", help="Neat liquid of N molecules."),
+    density: float | None = typer.Option(None, "--density", help="Starting density, g/mL."),
+    steps: int = typer.Option(..., "--steps", help="Total number of steps."),
+    timestep: str = typer.Option("2fs", "--timestep", help="e.g. 2fs, 0.001ps."),
+    temperature: str = typer.Option("300K", "--temperature", help="e.g. 300K."),
+    pressure: str | None = typer.Option(None, "--pressure", help="e.g. 1bar (NPT)."),
+    friction: float = typer.Option(1.0, "--friction", help="Langevin friction, 1/ps."),
+    integrator: str = typer.Option("langevin", "--integrator",
+                                   help="langevin | verlet | nose-hoover | brownian."),
+    minimize: bool = typer.Option(False, "--minimize", help="Minimize before dynamics."),
+    output: Path = typer.Option(..., "-o", "--output", help="Trajectory (.dcd or .xtc)."),
+    report_every: int = typer.Option(500, "--report-every", help="Steps between frames."),
+    state_data: Path | None = typer.Option(None, "--state-data", help="CSV of energies etc."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from --checkpoint."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same run)."),
+) -> None:
+    """Run molecular dynamics; writes the trajectory, a PDB of the start and (optionally) a
+    state-data CSV and checkpoints. Units: nm, ps, K, bar."""
+    import chronograd as cg
+    from chronograd.cli import simulate_command as sc
+    from chronograd.dynamics.runner import SimulationError
+
+    try:
+        dt = sc.parse_quantity(timestep, "time", "ps")
+        temp = sc.parse_quantity(temperature, "temperature", "K")
+        press = None if pressure is None else sc.parse_quantity(pressure, "pressure", "bar")
+        if system_json is not None:
+            if ff is not None:
+                _fail("give SYSTEM.json or --ff, not both")
+            if positions is None:
+                _fail("SYSTEM.json needs --positions FILE.pdb")
+            from chronograd.interop.files import read_pdb_positions
+
+            system = cg.load(system_json)
+            pos, box = read_pdb_positions(positions)
+            box = box if system.periodic else None
+            mols = None
+        elif ff is not None:
+            system, pos, box, mols = sc.build_from_force_field(ff, molecule, smiles, charges,
+                                                               solvate, liquid, density)
+        else:
+            _fail("give SYSTEM.json --positions FILE.pdb, or --ff NAME (--molecule F |"
+                  " --smiles S)")
+        if mols is not None and not resume:
+            pdb = output.with_suffix(".pdb")
+            full = system.check_inputs(pos, box)[0]
+            sc.write_topology_pdb(pdb, mols, full, box, system.n_atoms)
+            typer.echo(f"wrote {pdb} (starting structure and topology)")
+        state = sc.run_simulation(
+            system=system, positions=pos, box=box, steps=steps, timestep=dt,
+            temperature=temp, pressure=press, friction=friction, integrator=integrator,
+            minimize_first=minimize, output=output, report_every=report_every,
+            checkpoint=checkpoint, resume=resume, seed=seed, state_data=state_data,
+            echo=typer.echo)
+    except SimulationError as exc:
+        _fail(str(exc))
+    except cg.ChronogradError as exc:
+        _fail(str(exc))
+    typer.echo(f"done: step {int(state.step)}, potential {float(state.potential_energy):.2f}"
+               f" kJ/mol; trajectory {output}")
 
 
 def main() -> None:

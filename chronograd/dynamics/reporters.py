@@ -51,13 +51,18 @@ class StateDataReporter(Reporter):
     FIELDS = ("step", "time_ps", "potential_kj_mol", "kinetic_kj_mol", "total_kj_mol",
               "temperature_k", "volume_nm3", "density_g_ml")
 
-    def __init__(self, path, every: int = 100, *, append: bool = False):
+    def __init__(self, path, every: int = 100, *, append: bool = False,
+                 resume_step: int | None = None):
         self.path, self.every = Path(path), int(every)
-        new = not (append and self.path.exists())
-        self._file = open(self.path, "a" if not new else "w", newline="")
+        kept = []
+        if append and self.path.exists():  # keep rows up to the step the run resumes from
+            with open(self.path, newline="") as f:
+                kept = [r for r in list(csv.reader(f))[1:]
+                        if resume_step is None or int(r[0]) <= resume_step]
+        self._file = open(self.path, "w", newline="")
         self._writer = csv.writer(self._file)
-        if new:
-            self._writer.writerow(self.FIELDS)
+        self._writer.writerow(self.FIELDS)
+        self._writer.writerows(kept)
 
     def report(self, state, info):
         m = info["masses"]
@@ -76,9 +81,17 @@ class StateDataReporter(Reporter):
 
 
 class _TrajectoryReporter(Reporter):
-    def __init__(self, path, every: int = 1000, *, append: bool = False):
+    """With ``append``, the frames already in the file up to ``resume_step`` are kept (a
+    frame written after the last checkpoint of a crashed run is dropped) and new ones follow.
+    """
+
+    def __init__(self, path, every: int = 1000, *, append: bool = False,
+                 resume_step: int | None = None):
         self.path, self.every = Path(path), int(every)
-        self._handle = self._open("a" if append and self.path.exists() else "w")
+        kept = self._read_kept(resume_step) if append and self.path.exists() else None
+        self._handle = self._open("w")
+        if kept is not None:
+            self._write_frames(*kept)
 
     def close(self):
         self._handle.close()
@@ -91,6 +104,19 @@ class DCDReporter(_TrajectoryReporter):
         from mdtraj.formats import DCDTrajectoryFile
 
         return DCDTrajectoryFile(str(self.path), mode)
+
+    def _read_kept(self, resume_step):
+        from mdtraj.formats import DCDTrajectoryFile
+
+        with DCDTrajectoryFile(str(self.path), "r") as f:
+            xyz, lengths, angles = f.read()
+        n = len(xyz) if resume_step is None else min(len(xyz), resume_step // self.every)
+        return xyz[:n], None if lengths is None else lengths[:n], \
+            None if angles is None else angles[:n]
+
+    def _write_frames(self, xyz, lengths, angles):
+        if len(xyz):
+            self._handle.write(xyz, cell_lengths=lengths, cell_angles=angles)
 
     def report(self, state, info):
         xyz = np.asarray(state.positions, np.float32)[None] * 10.0
@@ -109,6 +135,18 @@ class XTCReporter(_TrajectoryReporter):
         from mdtraj.formats import XTCTrajectoryFile
 
         return XTCTrajectoryFile(str(self.path), mode)
+
+    def _read_kept(self, resume_step):
+        from mdtraj.formats import XTCTrajectoryFile
+
+        with XTCTrajectoryFile(str(self.path), "r") as f:
+            xyz, time, step, box = f.read()
+        keep = np.ones(len(xyz), bool) if resume_step is None else step <= resume_step
+        return xyz[keep], time[keep], step[keep], None if box is None else box[keep]
+
+    def _write_frames(self, xyz, time, step, box):
+        if len(xyz):
+            self._handle.write(xyz, time=time, step=step, box=box)
 
     def report(self, state, info):
         step = int(state.step)

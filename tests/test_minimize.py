@@ -1,0 +1,72 @@
+"""Minimizers vs OpenMM's LocalEnergyMinimizer (same system, same start, same tolerance)."""
+
+import numpy as np
+import openmm
+import openmm.unit as u
+import pytest
+
+import chronograd as cg
+from chronograd.forcefield.charges import gasteiger_charges
+from chronograd.minimize import minimize
+
+CASES = {"ethylene glycol": "OCCO", "acetanilide": "CC(=O)Nc1ccccc1",
+         "1-naphthoic acid": "c1ccc2ccccc2c1C(=O)O"}
+
+
+def openmm_minimum(system, positions, tolerance):
+    ctx = openmm.Context(cg.to_openmm(system), openmm.VerletIntegrator(0.001),
+                         openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(positions)
+    openmm.LocalEnergyMinimizer.minimize(ctx, tolerance, 0)
+    return ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
+
+
+@pytest.fixture(scope="module")
+def systems():
+    ff = cg.ForceField("openff_unconstrained-2.2.1.offxml")
+    out = {}
+    for name, smi in CASES.items():
+        mol = cg.Molecule.from_smiles(smi, name=name)
+        mol.partial_charges = gasteiger_charges(mol)
+        out[name] = (ff.create_system(mol, charges="from-file"), mol.positions)
+    return out
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_lbfgs_reaches_openmm_minimum(systems, name):
+    system, x0 = systems[name]
+    result = minimize(system, x0, method="lbfgs", tolerance=1.0)
+    assert result.status == "converged" and result.rms_force < 1.0
+    e_ref = openmm_minimum(system, x0, 1.0)
+    assert result.energy == pytest.approx(e_ref, abs=0.05)
+    assert result.energy < system.energy(x0) - 1.0
+    assert result.energy == pytest.approx(system.energy(result.positions), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["ethylene glycol", "1-naphthoic acid"])
+def test_fire_reaches_openmm_minimum(systems, name):
+    system, x0 = systems[name]
+    result = minimize(system, x0, method="fire", tolerance=1.0)
+    assert result.status == "converged"
+    assert result.energy == pytest.approx(openmm_minimum(system, x0, 1.0), abs=0.05)
+
+
+def test_constrained_water_box_minimizes_with_constraints_kept():
+    from chronograd.dynamics.constraints import build_constraints, constraint_error
+    from chronograd.topology.boxes import water_box
+
+    mols, pos, box = water_box(1.9)
+    system = cg.ForceField("openff-2.2.1.offxml").create_system(mols, box=box)
+    con = build_constraints(system.constraints, system.constraint_distances, system.masses)
+    for method in ("lbfgs", "fire"):
+        result = minimize(system, pos, box, method=method, tolerance=50.0)
+        assert result.status == "converged", method
+        assert result.energy < system.energy(pos, box) - 1000.0
+        assert float(constraint_error(result.positions, con)) < 1e-10
+
+
+def test_max_iterations_is_a_status_not_an_exception(systems):
+    system, x0 = systems["acetanilide"]
+    result = minimize(system, x0, method="lbfgs", tolerance=1e-6, max_iterations=5)
+    assert result.status == "max_iterations" and result.iterations == 5
+    assert np.all(np.isfinite(result.positions))
