@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_energy_forces.py
 	$(PY) benchmarks/bench_neighbor_scaling.py
 	$(PY) benchmarks/bench_smirnoff.py
+	$(PY) benchmarks/bench_dynamics.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

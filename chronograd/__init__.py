@@ -8,6 +8,8 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+from chronograd import dynamics  # noqa: E402
+from chronograd.dynamics.runner import SimulationError, simulate  # noqa: E402
 from chronograd.errors import (  # noqa: E402
     ChronogradError,
     InputError,
@@ -16,6 +18,7 @@ from chronograd.errors import (  # noqa: E402
 )
 from chronograd.forcefield import ForceField  # noqa: E402
 from chronograd.interop.openmm import from_openmm, to_openmm  # noqa: E402
+from chronograd.minimize import minimize  # noqa: E402
 from chronograd.system import (  # noqa: E402
     System,
     forces_fn,
@@ -37,17 +40,21 @@ __all__ = [
     "InputError",
     "Molecule",
     "SchemaError",
+    "SimulationError",
     "System",
     "UnsupportedForceError",
     "forces_fn",
+    "dynamics",
     "from_openmm",
     "hessian_fn",
     "hessian_vector_product_fn",
     "load",
+    "minimize",
     "mix_sources",
     "mixed_jvp_fn",
     "mixed_vjp_fn",
     "param_gradient_fn",
     "save",
+    "simulate",
     "to_openmm",
 ]
