@@ -38,17 +38,19 @@ def check_canonical(temps, dof):
     """Mean T within 1 %; variance of T equal to 2 T^2 / dof within 3 block standard errors."""
     temps = np.asarray(temps)
     assert np.mean(temps) == pytest.approx(T, rel=0.01)
-    blocks = np.array_split(temps, 10)
-    variances = np.array([np.var(b, ddof=1) for b in blocks])
-    var, err = variances.mean(), variances.std(ddof=1) / np.sqrt(len(blocks))
+    # squared deviations from the run's mean, block-averaged: variances within short blocks
+    # would miss the slow (energy-exchange) part of the fluctuations
+    blocks = np.array_split((temps - temps.mean()) ** 2, 10)
+    means = np.array([b.mean() for b in blocks])
+    var, err = means.mean(), means.std(ddof=1) / np.sqrt(len(blocks))
     expected = 2 * T ** 2 / dof
-    assert err < 0.15 * expected  # the check has power
+    assert err < 0.25 * expected  # the check has power
     assert abs(var - expected) < 3 * err, (var, expected, err)
 
 
 def test_langevin_baoab_kinetic_energy_is_canonical(equilibrated):
     system, state = equilibrated
-    integ = langevin(system, timestep=0.002, temperature=T, friction=1.0, scheme="baoab")
+    integ = langevin(system, timestep=0.002, temperature=T, friction=5.0, scheme="baoab")
     s = integ.init(state.positions, key=jax.random.key(1), velocities=state.velocities)
     s = simulate(integ, s, 1000)
     rec = Temperatures(integ)
