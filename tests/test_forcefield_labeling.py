@@ -9,7 +9,11 @@ from chronograd.forcefield.offxml import read_offxml
 HANDLERS = ("Constraints", "Bonds", "Angles", "ProperTorsions", "ImproperTorsions", "vdW")
 
 
-@pytest.mark.parametrize("offxml", ["openff-2.2.1.offxml", "openff_unconstrained-2.2.1.offxml"])
+@pytest.mark.parametrize("offxml", [
+    "openff-2.2.1.offxml",
+    # the same SMIRKS without the Constraints handler: checked in the slow target
+    pytest.param("openff_unconstrained-2.2.1.offxml", marks=pytest.mark.slow),
+])
 def test_labels_equal_openff_toolkit_on_diverse_molecules(offxml):
     ff = read_offxml(offxml)
     reference = _offff(offxml)
