@@ -48,20 +48,15 @@ def check_canonical(temps, dof):
     assert abs(var - expected) < 3 * err, (var, expected, err)
 
 
-def test_langevin_baoab_kinetic_energy_is_canonical(equilibrated):
+@pytest.mark.parametrize("make", [
+    lambda system: langevin(system, timestep=0.002, temperature=T, friction=5.0,
+                            scheme="baoab"),
+    lambda system: nose_hoover(system, timestep=0.002, temperature=T, tau=0.1),
+], ids=["langevin-baoab", "nose-hoover"])
+def test_kinetic_energy_is_canonical(equilibrated, make):
     system, state = equilibrated
-    integ = langevin(system, timestep=0.002, temperature=T, friction=5.0, scheme="baoab")
+    integ = make(system)
     s = integ.init(state.positions, key=jax.random.key(1), velocities=state.velocities)
-    s = simulate(integ, s, 1000)
-    rec = Temperatures(integ)
-    simulate(integ, s, 10000, reporters=[rec])
-    check_canonical(rec.values, integ.dof)
-
-
-def test_nose_hoover_kinetic_energy_is_canonical(equilibrated):
-    system, state = equilibrated
-    integ = nose_hoover(system, timestep=0.002, temperature=T, tau=0.1)
-    s = integ.init(state.positions, key=jax.random.key(2), velocities=state.velocities)
     s = simulate(integ, s, 1000)
     rec = Temperatures(integ)
     simulate(integ, s, 10000, reporters=[rec])

@@ -238,8 +238,8 @@ def nose_hoover(system, *, timestep: float, temperature: float, tau: float = 0.1
                     return (ke2 - c.dof * kt) / q[0]
                 return (q[k - 1] * vx[k - 1] ** 2 - kt) / q[k]
 
-            def sweep_down(vx, ke2):
-                for k in reversed(range(m_chain)):
+            def sweep(vx, ke2, order):
+                for k in order:
                     if k < m_chain - 1:
                         vx = vx.at[k].multiply(jnp.exp(-dt8 * vx[k + 1]))
                     vx = vx.at[k].add(dt4 * force(k, vx, ke2))
@@ -247,20 +247,11 @@ def nose_hoover(system, *, timestep: float, temperature: float, tau: float = 0.1
                         vx = vx.at[k].multiply(jnp.exp(-dt8 * vx[k + 1]))
                 return vx
 
-            def sweep_up(vx, ke2):
-                for k in range(m_chain):
-                    if k < m_chain - 1:
-                        vx = vx.at[k].multiply(jnp.exp(-dt8 * vx[k + 1]))
-                    vx = vx.at[k].add(dt4 * force(k, vx, ke2))
-                    if k < m_chain - 1:
-                        vx = vx.at[k].multiply(jnp.exp(-dt8 * vx[k + 1]))
-                return vx
-
-            vx = sweep_down(vx, ke2)
+            vx = sweep(vx, ke2, reversed(range(m_chain)))
             xi = xi + dt2 * vx
             scale = jnp.exp(-dt2 * vx[0])
             v = v * scale
-            vx = sweep_up(vx, ke2 * scale ** 2)
+            vx = sweep(vx, ke2 * scale ** 2, range(m_chain))
             return v, {**extra, "chain_xi": xi, "chain_v": vx}
 
         def kernel(s: MDState, params, protocol):

@@ -113,6 +113,12 @@ class _Builder:
         """Flat theta row of a single-valued attribute of parameter ``pidx``."""
         return self.offsets[(handler, attr)] + self.positions_in_leaf[(handler, attr)][pidx][0]
 
+    def sigma_row(self, handler, p, pidx) -> tuple[int, float]:
+        """(theta row, factor) giving sigma: the sigma row, or rmin_half * 2^(5/6)."""
+        if "sigma" in p.values:
+            return self.row(handler, "sigma", pidx), 1.0
+        return self.row(handler, "rmin_half", pidx), RMIN_HALF_TO_SIGMA
+
     def template(self, mol: Molecule, charges: str) -> _Template:
         ff = self.ff
         labels = label_molecule(ff.file, mol).assignments
@@ -200,12 +206,9 @@ class _Builder:
             pidx = lookup("vdW", (a,), "atom (vdW)")
             p = vdw.parameters[pidx]
             eps_rows.append(self.row("vdW", "epsilon", pidx))
-            if "sigma" in p.values:
-                sig_rows.append(self.row("vdW", "sigma", pidx))
-                sig_fac.append(1.0)
-            else:
-                sig_rows.append(self.row("vdW", "rmin_half", pidx))
-                sig_fac.append(RMIN_HALF_TO_SIGMA)
+            row, factor = self.sigma_row("vdW", p, pidx)
+            sig_rows.append(row)
+            sig_fac.append(factor)
 
         charge_map = self._charges(mol, labels, charges)
 
@@ -298,12 +301,9 @@ class _Builder:
                 inc_slot.append(orient[k])
                 inc_row.append(row)
             eps_rows.append(self.row("VirtualSites", "epsilon", pidx))
-            if "sigma" in p.values:
-                sig_rows.append(self.row("VirtualSites", "sigma", pidx))
-                sig_fac.append(1.0)
-            else:
-                sig_rows.append(self.row("VirtualSites", "rmin_half", pidx))
-                sig_fac.append(RMIN_HALF_TO_SIGMA)
+            row, factor = self.sigma_row("VirtualSites", p, pidx)
+            sig_rows.append(row)
+            sig_fac.append(factor)
 
         # exceptions: sites inherit their parent's, and are excluded from parent and siblings
         children: dict[int, list[int]] = {}
