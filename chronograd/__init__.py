@@ -8,7 +8,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from chronograd import dynamics  # noqa: E402
+from chronograd import dynamics, gradients, observables  # noqa: E402
 from chronograd.dynamics.runner import SimulationError, simulate  # noqa: E402
 from chronograd.errors import (  # noqa: E402
     ChronogradError,
@@ -45,6 +45,8 @@ __all__ = [
     "UnsupportedForceError",
     "forces_fn",
     "dynamics",
+    "gradients",
+    "observables",
     "from_openmm",
     "hessian_fn",
     "hessian_vector_product_fn",

@@ -49,6 +49,7 @@ class Integrator(NamedTuple):
     neighbor_fns: Any
     constraints: Any
     timestep: float
+    decay: float | None = None  # Langevin velocity memory per step, exp(-friction dt)
 
 
 def _use_neighbor_list(system, neighbor_list):
@@ -62,7 +63,7 @@ def _use_neighbor_list(system, neighbor_list):
 
 
 def _integrator(system, timestep, name, extra_init, make, *, remove_com, neighbor_list,
-                skin=0.1) -> Integrator:
+                skin=0.1, decay=None) -> Integrator:
     """Shared setup (constraints, forces, neighbor list, init); ``make(context)`` returns the
     scheme's kernel ``(state, params, protocol) -> state``."""
     if not timestep > 0:
@@ -105,7 +106,7 @@ def _integrator(system, timestep, name, extra_init, make, *, remove_com, neighbo
         new = kernel(state, params, {} if protocol is None else protocol)
         return new._replace(step=state.step + 1)
 
-    return Integrator(init, step, dof, name, system, nl_fns, con, timestep)
+    return Integrator(init, step, dof, name, system, nl_fns, con, timestep, decay)
 
 
 class _Context(NamedTuple):
@@ -207,7 +208,8 @@ def langevin(system, *, timestep: float, temperature: float, friction: float = 1
         return middle if scheme == "middle" else baoab
 
     return _integrator(system, timestep, f"langevin-{scheme}", _no_extra, make,
-                       remove_com=False, neighbor_list=neighbor_list)
+                       remove_com=False, neighbor_list=neighbor_list,
+                       decay=float(np.exp(-friction * timestep)))
 
 
 def nose_hoover(system, *, timestep: float, temperature: float, tau: float = 0.1,

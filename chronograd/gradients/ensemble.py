@@ -1,0 +1,328 @@
+"""Ensemble (thermodynamic) gradients, reweighting, and time vs ensemble averages.
+
+For a canonical (or isothermal-isobaric) average <O>_theta,
+
+    d<O>/dtheta = <dO/dtheta> - beta (<O dU/dtheta> - <O><dU/dtheta>)
+
+from stored frames: one dU/dtheta per frame (a reverse pass), no chaos, cost independent of
+how long the run was. In NPT the enthalpy's pV term does not depend on theta, so the same
+formula gives d<density>/dtheta. Errors come from a block jackknife over the frames (in the
+order given); the effective sample size uses the statistical inefficiency of O (pymbar).
+
+Reweighting evaluates <O> at a new theta without re-simulating: EXP (Zwanzig) weights
+w_i ~ exp(-beta (U_new(x_i) - U_old(x_i))), or MBAR (pymbar) over frames from several states.
+Both are refused with a ReweightingError when the effective sample size (sum w)^2 / sum w^2
+falls below ``min_ess``: the states overlap too little, so re-simulate at the new theta (or
+add intermediate states for MBAR).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.special import logsumexp
+
+from chronograd.dynamics.integrators import _use_neighbor_list
+from chronograd.dynamics.state import BOLTZMANN
+from chronograd.errors import InputError
+from chronograd.gradients.common import (
+    GradientError,
+    GradientResult,
+    flat_params,
+    statistical_verdict,
+)
+from chronograd.observables import check_finite
+
+
+class ReweightingError(GradientError):
+    """Too few effective samples to reweight to the requested parameters."""
+
+
+def _pymbar():
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pymbar
+    return pymbar
+
+
+def statistical_inefficiency(series) -> float:
+    """g >= 1: how many correlated samples make one independent one (pymbar.timeseries)."""
+    a = np.asarray(series, np.float64)
+    if a.ndim > 1:
+        a = a.reshape(a.shape[0], -1).mean(axis=1)
+    if len(a) < 4 or np.std(a) == 0:
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(max(1.0, _pymbar().timeseries.statistical_inefficiency(a)))
+
+
+def _frames_and_boxes(system, frames, boxes):
+    x = np.asarray(frames, np.float64)
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise InputError(f"frames must be [n_frames, n_atoms, 3] nm; got shape {x.shape}")
+    if len(x) < 2:
+        raise InputError("ensemble estimates need at least 2 frames")
+    if boxes is None:
+        b = [None if system.box is None else np.asarray(system.box)] * len(x)
+    else:
+        b = list(np.asarray(boxes, np.float64)) if not isinstance(boxes, list) else boxes
+        if len(b) != len(x):
+            raise InputError(f"got {len(x)} frames but {len(b)} boxes")
+    return x, b
+
+
+class _PerFrame:
+    """Evaluates observables and dU/dphi frame by frame (jitted, with a neighbor list for
+    large periodic systems, regrown when a frame needs more room)."""
+
+    def __init__(self, system, fp):
+        self.system, self.fp = system, fp
+        self.use_nl = _use_neighbor_list(system, None)
+        self.nl_fns = system.neighbor_list() if self.use_nl else None
+        self.nbrs = None
+        U = system.energy_fn(neighbor_list=True)
+        self.U = U
+
+        @jax.jit
+        def energy_and_grad(x, box, phi, nbrs):
+            return jax.value_and_grad(lambda ph: U(x, box, fp.params(ph), nbrs))(phi)
+
+        self.energy_and_grad = energy_and_grad
+        self.energy = jax.jit(lambda x, box, phi, nbrs: U(x, box, fp.params(phi), nbrs))
+
+    def neighbors(self, x, box):
+        if not self.use_nl:
+            return None
+        from chronograd.space.neighbor_list import update_or_regrow
+
+        xj, bj = jnp.asarray(x), None if box is None else jnp.asarray(box)
+        if self.nbrs is None:
+            self.nbrs = self.nl_fns.allocate(xj, bj)
+        else:
+            self.nbrs, _ = update_or_regrow(self.nl_fns, xj, self.nbrs, bj)
+        return self.nbrs
+
+    def prepare(self, x, box):
+        x, box = self.system.check_inputs(x, box)
+        return jnp.asarray(x), None if box is None else jnp.asarray(box)
+
+
+def _block_jackknife(stat, arrays, n_blocks: int):
+    """Jackknife standard error of ``stat(*means)`` over contiguous blocks of frames."""
+    n = arrays[0].shape[0]
+    n_blocks = max(2, min(n_blocks, n))
+    edges = np.linspace(0, n, n_blocks + 1).astype(int)
+    sums = [np.stack([a[edges[k]:edges[k + 1]].sum(axis=0) for k in range(n_blocks)])
+            for a in arrays]
+    counts = np.diff(edges)
+    totals = [s.sum(axis=0) for s in sums]
+    reps = []
+    for k in range(n_blocks):
+        m = n - counts[k]
+        reps.append(stat(*[(t - s[k]) / m for t, s in zip(totals, sums, strict=True)]))
+    reps = np.stack(reps)
+    return np.sqrt((n_blocks - 1) / n_blocks * np.sum((reps - reps.mean(0)) ** 2, axis=0))
+
+
+def ensemble_gradient(system, frames, observable, *, temperature: float, boxes=None,
+                      params=None, wrt=None, transform=None, n_blocks: int = 10
+                      ) -> GradientResult:
+    """d<O>/dtheta from equilibrium frames sampled at ``params`` and ``temperature`` (K).
+
+    Args:
+        frames: [n, N, 3] nm (real atoms, or all particles); ``boxes`` [n, 3, 3] for NPT
+            frames (default: the system's box).
+        observable: ``O(positions, box, params)`` -> scalar or array.
+        transform: optional f applied to the average (e.g. ``noe_transform``); the gradient
+            is then of f(<O>), by the chain rule.
+        n_blocks: blocks for the jackknife error (frames in time order).
+    """
+    fp = flat_params(system.params if params is None else params, wrt)
+    beta = 1.0 / (BOLTZMANN * float(temperature))
+    x_all, b_all = _frames_and_boxes(system, frames, boxes)
+    pf = _PerFrame(system, fp)
+    phi = fp.phi0
+
+    @jax.jit
+    def o_and_grad(x, box, ph):
+        f = lambda q: observable(x, box, fp.params(q))  # noqa: E731
+        return f(ph), jax.jacrev(f)(ph)
+
+    os_, dos, dus = [], [], []
+    for x, box in zip(x_all, b_all, strict=True):
+        x, box = pf.prepare(x, box)
+        nbrs = pf.neighbors(x, box)
+        _, du = pf.energy_and_grad(x, box, phi, nbrs)
+        o, do = o_and_grad(x, box, phi)
+        os_.append(np.asarray(o))
+        dos.append(np.asarray(do))
+        dus.append(np.asarray(du))
+    o = check_finite(np.stack(os_), "the observable")
+    do, du = np.stack(dos), np.stack(dus)
+    check_finite(du, "dU/dtheta")
+    shape = o.shape[1:]
+    o2 = o.reshape(len(o), -1)
+    do2 = do.reshape(len(o), o2.shape[1], -1)
+    odu = o2[:, :, None] * du[:, None, :]
+
+    def stat(m_o, m_do, m_du, m_odu):
+        return m_do - beta * (m_odu - m_o[:, None] * m_du[None, :])
+
+    means = [a.mean(axis=0) for a in (o2, do2, du, odu)]
+    grad = stat(*means)
+    err = _block_jackknife(stat, [o2, do2, du, odu], n_blocks)
+    value = means[0]
+    if transform is not None:
+        v = jnp.asarray(value.reshape(shape))
+        fval = np.asarray(transform(v))
+        jac = np.asarray(jax.jacrev(transform)(v)).reshape(fval.size, value.size)
+        grad, err = jac @ grad, np.sqrt((jac ** 2) @ err ** 2)
+        value, shape = fval.reshape(-1), fval.shape
+    g_ineff = statistical_inefficiency(o)
+    n_eff = len(o) / g_ineff
+    flat = grad.reshape(shape + (-1,)) if shape else grad.reshape(-1)
+    flat_err = err.reshape(flat.shape)
+    value = value.reshape(shape) if shape else float(np.asarray(value).reshape(()))
+    diag = {"n_frames": len(o), "statistical_inefficiency": g_ineff, "n_effective": n_eff,
+            "relative_std_error": float(np.linalg.norm(flat_err)
+                                        / max(np.linalg.norm(flat), 1e-300))}
+    verdict = statistical_verdict(flat, flat_err, n_eff)
+    pytree = fp.to_pytree(flat) if not shape else None
+    return GradientResult(value, pytree, flat, fp.indices, flat_err, diag, verdict,
+                          "ensemble")
+
+
+def effective_sample_size(log_weights) -> float:
+    """(sum w)^2 / sum w^2 from log weights."""
+    lw = np.asarray(log_weights, np.float64)
+    return float(np.exp(2 * logsumexp(lw) - logsumexp(2 * lw)))
+
+
+def reduced_potentials(system, frames, params_list, *, temperature: float, boxes=None,
+                       pressure: float | None = None):
+    """u[k, n] = beta (U(x_n; theta_k) + p V_n) for each parameter set (kJ/mol -> kT)."""
+    beta = 1.0 / (BOLTZMANN * float(temperature))
+    x_all, b_all = _frames_and_boxes(system, frames, boxes)
+    fp = flat_params(system.params)
+    pf = _PerFrame(system, fp)
+    phis = [ravel(p) for p in params_list]
+    u = np.zeros((len(phis), len(x_all)))
+    for n, (x, box) in enumerate(zip(x_all, b_all, strict=True)):
+        x, box = pf.prepare(x, box)
+        nbrs = pf.neighbors(x, box)
+        for k, ph in enumerate(phis):
+            u[k, n] = float(pf.energy(x, box, ph[fp.indices], nbrs))
+        if pressure is not None and box is not None:
+            # bar nm^3 -> kJ/mol: 1 bar nm^3 = 0.0602214076 kJ/mol
+            u[:, n] += 0.0602214076 * float(pressure) * abs(float(np.linalg.det(box)))
+    return beta * u
+
+
+def ravel(params):
+    from jax.flatten_util import ravel_pytree
+
+    return ravel_pytree(params)[0]
+
+
+def reweight(system, frames, observable, params_new, *, temperature: float, boxes=None,
+             params=None, method: str = "exp", min_ess: float = 50.0, states=None):
+    """<O> at ``params_new`` from frames sampled elsewhere, with its error and the effective
+    sample size.
+
+    method="exp": frames all sampled at ``params`` (default the system's). method="mbar":
+    ``states`` is a list of (params_k, n_k) in the order the frames are concatenated (frames
+    of state 0 first, ...); pymbar solves for the free energies.
+
+    Returns a dict: value, std_error, ess, n_frames, log_weights. Raises ReweightingError if
+    ess < min_ess.
+    """
+    x_all, b_all = _frames_and_boxes(system, frames, boxes)
+    params = system.params if params is None else params
+    if method == "exp":
+        sampled = [params]
+        n_k = np.array([len(x_all)])
+    elif method == "mbar":
+        if not states:
+            raise InputError("method='mbar' needs states=[(params_k, n_frames_k), ...]")
+        sampled = [p for p, _ in states]
+        n_k = np.array([int(n) for _, n in states])
+        if n_k.sum() != len(x_all):
+            raise InputError(f"states list {n_k.sum()} frames but {len(x_all)} were given")
+    else:
+        raise InputError(f"method must be 'exp' or 'mbar', got {method!r}")
+    u = reduced_potentials(system, x_all, sampled + [params_new], temperature=temperature,
+                           boxes=b_all if boxes is not None else None)
+    u_k, u_new = u[:-1], u[-1]
+    o = check_finite(np.stack([np.asarray(observable(jnp.asarray(x), None if b is None
+                                                     else jnp.asarray(b), params_new))
+                               for x, b in zip(x_all, b_all, strict=True)]), "the observable")
+    if method == "exp":
+        log_w = -(u_new - u_k[0])
+    else:
+        mbar = _pymbar().MBAR(u_k, n_k)
+        f_k = np.asarray(mbar.f_k)
+        log_w = -u_new - logsumexp(np.log(n_k)[:, None] + f_k[:, None] - u_k, axis=0)
+    log_w = log_w - logsumexp(log_w)
+    ess = effective_sample_size(log_w)
+    if ess < min_ess:
+        raise ReweightingError(
+            f"reweighting by {method.upper()} has only {ess:.1f} effective samples of"
+            f" {len(x_all)} (min_ess={min_ess:g}): the new parameters moved too far from the"
+            " sampled ones. Re-simulate at the new parameters, take a smaller step, or (MBAR)"
+            " add frames from intermediate parameter sets")
+    w = np.exp(log_w)
+    o2 = o.reshape(len(o), -1)
+    value = (w[:, None] * o2).sum(axis=0)
+    if method == "mbar":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = mbar.compute_expectations(o2[:, 0], u_kn=u_new[None, :])
+        err = np.atleast_1d(np.asarray(res["sigma"]))
+        if o2.shape[1] > 1:
+            err = np.full(o2.shape[1], np.nan)
+    else:
+        # delta method for the self-normalized estimator, times the inefficiency of O
+        var = (w[:, None] ** 2 * (o2 - value) ** 2).sum(axis=0)
+        err = np.sqrt(var * statistical_inefficiency(o))
+    shape = o.shape[1:]
+    return {"value": value.reshape(shape) if shape else float(value[0]),
+            "std_error": err.reshape(shape) if shape else float(err[0]),
+            "ess": ess, "n_frames": len(x_all), "log_weights": log_w}
+
+
+def time_vs_ensemble(observable, time_frames, replica_frames, *, time_boxes=None,
+                     replica_boxes=None, params=None) -> dict:
+    """The time average of ``observable`` over frames of one run (e.g. a ReservoirReporter's)
+    against the average over independent replicas' final frames. Returns both means, their
+    standard errors, z = difference / combined error, and a verdict (|z| < 3: consistent)."""
+    def values(frames, boxes):
+        boxes = [None] * len(frames) if boxes is None else boxes
+        return check_finite(np.stack([np.asarray(observable(jnp.asarray(x), None if b is None
+                                                            else jnp.asarray(b), params))
+                                      for x, b in zip(frames, boxes, strict=True)]),
+                            "the observable")
+
+    a, b = values(time_frames, time_boxes), values(replica_frames, replica_boxes)
+    if len(b) < 2:
+        raise InputError("time_vs_ensemble needs at least 2 replicas")
+    a2, b2 = a.reshape(len(a), -1).mean(axis=1), b.reshape(len(b), -1).mean(axis=1)
+    g = statistical_inefficiency(a2)
+    mt, st = float(a2.mean()), float(a2.std(ddof=1) * np.sqrt(g / len(a2)))
+    me, se = float(b2.mean()), float(b2.std(ddof=1) / np.sqrt(len(b2)))
+    z = (mt - me) / max(np.hypot(st, se), 1e-300)
+    verdict = ("consistent: time and ensemble averages agree within"
+               f" {abs(z):.2g} standard errors" if abs(z) < 3 else
+               f"inconsistent ({abs(z):.2g} standard errors apart): the run is not yet"
+               " equilibrated or not ergodic on this time scale; run longer or use more"
+               " replicas")
+    return {"time_mean": mt, "time_std_error": st, "ensemble_mean": me,
+            "ensemble_std_error": se, "z": float(z), "verdict": verdict,
+            "statistical_inefficiency": g}
