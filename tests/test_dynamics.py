@@ -178,37 +178,3 @@ def test_reporters_write_readable_files(small_water_box, tmp_path):
         xyz_dcd, lengths, _ = f.read()
     assert np.allclose(xyz_dcd / 10.0, xyz, atol=1e-3)  # XTC keeps 3 decimals (nm)
     assert np.allclose(lengths, 19.0)
-
-
-def test_gradient_through_langevin_trajectory_equals_finite_differences():
-    """d<U>/dtheta over a 40-step trajectory (fixed noise: the key is part of the state)."""
-    from jax.flatten_util import ravel_pytree
-
-    ff = cg.ForceField("openff_unconstrained-2.2.1.offxml")
-    mol = cg.Molecule.from_smiles("OCCO")
-    mol.partial_charges = gasteiger_charges(mol)
-    system = ff.create_system(mol, charges="from-file")
-    integ = langevin(system, timestep=0.001, temperature=300.0, friction=5.0, scheme="baoab")
-    s0 = integ.init(mol.positions, key=jax.random.key(0), temperature=300.0)
-    flat, unravel = ravel_pytree(ff.params)
-
-    def observable(theta_flat):
-        params = unravel(theta_flat)
-
-        def body(s, _):
-            s = integ.step(s, params)
-            return s, s.potential_energy
-
-        # the initial forces belong to the default theta; recompute them for this theta
-        x, _, u, f = jax.jit(cg.dynamics.state.force_fn(system))(s0.positions, None, params,
-                                                                  None)
-        s = s0._replace(forces=f, potential_energy=u)
-        return jnp.mean(jax.lax.scan(body, s, None, length=40)[1])
-
-    obs = jax.jit(observable)
-    grad = jax.jit(jax.grad(observable))(flat)
-    rows = np.argsort(-np.abs(np.asarray(grad)))[:4]  # the most influential parameters
-    for r in rows:
-        h = 1e-6 * max(1.0, abs(float(flat[r])))
-        fd = (obs(flat.at[r].add(h)) - obs(flat.at[r].add(-h))) / (2 * h)
-        assert float(grad[r]) == pytest.approx(float(fd), rel=1e-5)

@@ -288,7 +288,7 @@ def trajectory_gradient(integrator, state: MDState, n_steps: int, observable, *,
         value = loss(phi)
         grad = np.zeros(phi.shape[0])
         for k in range(phi.shape[0]):
-            h = fd_step * max(1.0, abs(float(phi[k])))
+            h = fd_step * (abs(float(phi[k])) or 1.0)  # relative: epsilons can be ~1e-5
             grad[k] = (float(loss(phi.at[k].add(h))) - float(loss(phi.at[k].add(-h)))) / (2 * h)
         need, nbrs = None, None
     if nbrs is not None and bool(nbrs.did_overflow):
