@@ -172,7 +172,8 @@ def statistical_verdict(flat, std_error, n_effective: float) -> str:
         return (f"untrustworthy: only {n_effective:.1f} effectively independent samples;"
                 " run longer or save frames less often than the correlation time")
     if rel < 0.1:
-        return f"trustworthy: relative standard error {rel:.2g} ({n_effective:.0f} effective samples)"
+        return (f"trustworthy: relative standard error {rel:.2g} ({n_effective:.0f}"
+                " effective samples)")
     if rel < 0.3:
         return (f"noisy: relative standard error {rel:.2g} ({n_effective:.0f} effective"
                 " samples); collect more frames for a fit")
