@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_neighbor_scaling.py
 	$(PY) benchmarks/bench_smirnoff.py
 	$(PY) benchmarks/bench_dynamics.py
+	$(PY) benchmarks/bench_gradients.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
