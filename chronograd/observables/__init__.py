@@ -116,14 +116,15 @@ def noe_transform(mean_r_minus_6):
 
 
 def dihedral(i: int, j: int, k: int, l: int):  # noqa: E741
-    """Dihedral angle i-j-k-l (radians, in (-pi, pi]), IUPAC sign convention."""
+    """Dihedral angle i-j-k-l (radians, in (-pi, pi]), IUPAC sign convention (as mdtraj and
+    OpenMM)."""
     def phi(positions, box, params=None):
         b1 = _disp(positions, box, i, j)
         b2 = _disp(positions, box, j, k)
         b3 = _disp(positions, box, k, l)
         n1, n2 = jnp.cross(b1, b2), jnp.cross(b2, b3)
-        m = jnp.cross(n1, b2 / jnp.linalg.norm(b2))
-        return jnp.arctan2(jnp.dot(m, n2), jnp.dot(n1, n2))
+        y = jnp.dot(jnp.cross(n1, n2), b2 / jnp.linalg.norm(b2))
+        return jnp.arctan2(y, jnp.dot(n1, n2))
 
     return phi
 
