@@ -115,6 +115,7 @@ def observable_gradients():
     from chronograd.dynamics import langevin
     from chronograd.dynamics.reporters import ReservoirReporter
     from chronograd.gradients import ensemble_gradient, parameter_labels, trajectory_gradient
+    from chronograd.gradients.common import statistical_verdict
 
     t = time.perf_counter()
     ff = cg.ForceField("openff-2.2.1.offxml")
@@ -140,6 +141,10 @@ def observable_gradients():
         print(f"  {labels[int(r.indices[k])]:<34} {r.flat[k]:+.4e} +- {r.std_error[k]:.1e}"
               " nm per unit")
     print(f"  verdict (all entries): {r.verdict}")
+    soft = np.array([labels[int(i)].startswith(("ProperTorsions.k", "vdW.")) for i in r.indices])
+    soft &= r.std_error > 0
+    print("  verdict (torsion barriers and vdW only; stiff bonds and angles need more frames):"
+          f" {statistical_verdict(r.flat[soft], r.std_error[soft], r.diagnostics['n_effective'])}")
     torsions = ff.select(attributes={"k"}, ids=[labels[int(r.indices[k])].split("[")[1][:-1]
                                                 for k in np.argsort(-z)[:20]
                                                 if "ProperTorsions" in labels[int(r.indices[k])]])
