@@ -117,7 +117,8 @@ def langevin_setup():
     return system, integ, state, n_pairs, exact
 
 
-@pytest.mark.parametrize("adjoint", ["forward", "windowed", "reverse", "checkpointed"])
+@pytest.mark.parametrize("adjoint", ["forward", pytest.param("windowed", marks=pytest.mark.slow),
+                                     "reverse", "checkpointed"])
 def test_trajectory_estimators_match_finite_time_formula_langevin(langevin_setup, adjoint):
     system, integ, state, n_pairs, exact = langevin_setup
     r = gradient(mean_sq, adjoint=adjoint, integrator=integ, state=state, n_steps=200,

@@ -108,7 +108,10 @@ def newton_unrolled(system, x_start, params, iterations=10):
     return jax.lax.scan(body, x_start, None, length=iterations)[0]
 
 
+@pytest.mark.slow
 def test_implicit_gradient_equals_unrolled_minimizer_and_finite_differences(glycol):
+    """(Slow: ~50 s of compilation; the spring-chain closed form checks the implicit
+    gradient in the default suite.)"""
     ff, mol, system, wrt = glycol
     observable = obs.distance(0, 3)  # O...O distance at the minimum
     r = implicit_gradient(system, mol.positions, observable, wrt=wrt, tolerance=1e-8)
