@@ -29,5 +29,5 @@ DEGREE = math.pi / 180.0
 ELEMENTARY_CHARGE = 1.0
 DALTON = 1.0
 KELVIN = 1.0
-BAR = 0.06022140857  # kJ/mol/nm^3 per bar (1e5 Pa * 1e-27 m^3 * N_A / 1000)
+BAR = 1e5 * 1e-27 * AVOGADRO / 1000.0  # kJ/mol/nm^3 per bar (0.0602214076)
 ATMOSPHERE = 1.01325 * BAR

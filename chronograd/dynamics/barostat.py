@@ -19,8 +19,7 @@ import numpy as np
 
 from chronograd.dynamics.state import BOLTZMANN, MDState, force_fn
 from chronograd.errors import InputError
-
-BAR = 0.0602214076  # kJ/mol/nm^3 per bar
+from chronograd.units import BAR
 
 
 def molecules_of(system) -> np.ndarray:

@@ -16,8 +16,7 @@ import jax
 import numpy as np
 
 from chronograd.dynamics.state import BOLTZMANN, MDState
-
-AVOGADRO = 6.02214076e23
+from chronograd.units import AVOGADRO
 
 
 def _volume(box) -> float:

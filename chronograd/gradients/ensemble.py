@@ -37,6 +37,8 @@ from chronograd.gradients.common import (
     statistical_verdict,
 )
 from chronograd.observables import check_finite
+from chronograd.space.neighbor_list import update_or_regrow
+from chronograd.units import BAR
 
 
 class ReweightingError(GradientError):
@@ -101,8 +103,6 @@ class _PerFrame:
     def neighbors(self, x, box):
         if not self.use_nl:
             return None
-        from chronograd.space.neighbor_list import update_or_regrow
-
         xj, bj = jnp.asarray(x), None if box is None else jnp.asarray(box)
         if self.nbrs is None:
             self.nbrs = self.nl_fns.allocate(xj, bj)
@@ -213,23 +213,16 @@ def reduced_potentials(system, frames, params_list, *, temperature: float, boxes
     x_all, b_all = _frames_and_boxes(system, frames, boxes)
     fp = flat_params(system.params)
     pf = _PerFrame(system, fp)
-    phis = [ravel(p) for p in params_list]
+    phis = [flat_params(p).flat for p in params_list]
     u = np.zeros((len(phis), len(x_all)))
     for n, (x, box) in enumerate(zip(x_all, b_all, strict=True)):
         x, box = pf.prepare(x, box)
         nbrs = pf.neighbors(x, box)
         for k, ph in enumerate(phis):
-            u[k, n] = float(pf.energy(x, box, ph[fp.indices], nbrs))
+            u[k, n] = float(pf.energy(x, box, ph, nbrs))
         if pressure is not None and box is not None:
-            # bar nm^3 -> kJ/mol: 1 bar nm^3 = 0.0602214076 kJ/mol
-            u[:, n] += 0.0602214076 * float(pressure) * abs(float(np.linalg.det(box)))
+            u[:, n] += BAR * float(pressure) * abs(float(np.linalg.det(box)))
     return beta * u
-
-
-def ravel(params):
-    from jax.flatten_util import ravel_pytree
-
-    return ravel_pytree(params)[0]
 
 
 def reweight(system, frames, observable, params_new, *, temperature: float, boxes=None,
@@ -259,11 +252,9 @@ def reweight(system, frames, observable, params_new, *, temperature: float, boxe
     else:
         raise InputError(f"method must be 'exp' or 'mbar', got {method!r}")
     u = reduced_potentials(system, x_all, sampled + [params_new], temperature=temperature,
-                           boxes=b_all if boxes is not None else None)
+                           boxes=b_all)
     u_k, u_new = u[:-1], u[-1]
-    o = check_finite(np.stack([np.asarray(observable(jnp.asarray(x), None if b is None
-                                                     else jnp.asarray(b), params_new))
-                               for x, b in zip(x_all, b_all, strict=True)]), "the observable")
+    o = _observe(observable, x_all, b_all, params_new)
     if method == "exp":
         log_w = -(u_new - u_k[0])
     else:
@@ -298,19 +289,21 @@ def reweight(system, frames, observable, params_new, *, temperature: float, boxe
             "ess": ess, "n_frames": len(x_all), "log_weights": log_w}
 
 
+def _observe(observable, frames, boxes, params) -> np.ndarray:
+    """``observable`` on every frame (host loop), checked finite."""
+    boxes = [None] * len(frames) if boxes is None else boxes
+    return check_finite(np.stack([
+        np.asarray(observable(jnp.asarray(x), None if b is None else jnp.asarray(b), params))
+        for x, b in zip(frames, boxes, strict=True)]), "the observable")
+
+
 def time_vs_ensemble(observable, time_frames, replica_frames, *, time_boxes=None,
                      replica_boxes=None, params=None) -> dict:
     """The time average of ``observable`` over frames of one run (e.g. a ReservoirReporter's)
     against the average over independent replicas' final frames. Returns both means, their
     standard errors, z = difference / combined error, and a verdict (|z| < 3: consistent)."""
-    def values(frames, boxes):
-        boxes = [None] * len(frames) if boxes is None else boxes
-        return check_finite(np.stack([np.asarray(observable(jnp.asarray(x), None if b is None
-                                                            else jnp.asarray(b), params))
-                                      for x, b in zip(frames, boxes, strict=True)]),
-                            "the observable")
-
-    a, b = values(time_frames, time_boxes), values(replica_frames, replica_boxes)
+    a = _observe(observable, time_frames, time_boxes, params)
+    b = _observe(observable, replica_frames, replica_boxes, params)
     if len(b) < 2:
         raise InputError("time_vs_ensemble needs at least 2 replicas")
     a2, b2 = a.reshape(len(a), -1).mean(axis=1), b.reshape(len(b), -1).mean(axis=1)

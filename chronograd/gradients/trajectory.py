@@ -93,6 +93,11 @@ class _Problem:
         o = self.observable(s.positions, s.box, params)
         return s, o
 
+    def step_diff(self, d, n, phi):
+        """One integrator step on the differentiable parts ``d`` with the rest ``n`` fixed:
+        returns (d', n')."""
+        return _split(self.integ.step(_merge(d, n), self.fp.params(phi)))
+
     def reduce(self, values):
         return jnp.mean(values) if self.average == "time" else values[-1]
 
@@ -130,12 +135,7 @@ def _forward(problem: _Problem, phi, window: int | None, decay: float | None):
     """Tangents of the whole trajectory: returns (loss, dL/dphi, tangent norms per step)."""
     p = phi.shape[0]
     eye = jnp.eye(p, dtype=phi.dtype)
-    integ, fp = problem.integ, problem.fp
-
-    def step_fn(d, n, ph):
-        s = integ.step(_merge(d, n), fp.params(ph))
-        return _split(s)
-
+    fp = problem.fp
     d0, lin0 = jax.linearize(lambda ph: _split(problem.start(ph))[0], phi)
     n0 = _split(problem.start(phi))[1]
     t0 = jax.vmap(lin0)(eye)
@@ -146,7 +146,7 @@ def _forward(problem: _Problem, phi, window: int | None, decay: float | None):
 
     def one_step(carry, _):
         d, n, t, buf = carry
-        (d2, lin, n2) = jax.linearize(lambda dd, ph: step_fn(dd, n, ph), d, phi,
+        (d2, lin, n2) = jax.linearize(lambda dd, ph: problem.step_diff(dd, n, ph), d, phi,
                                       has_aux=True)
         t2 = jax.vmap(lin)(t, eye)
         if buf is not None:
@@ -182,18 +182,13 @@ def _probe_norms(problem: _Problem, phi, key):
     for reverse mode and finite differences)."""
     direction = jax.random.normal(key, phi.shape, phi.dtype)
     direction = direction / jnp.linalg.norm(direction)
-    integ, fp = problem.integ, problem.fp
-
-    def step_fn(d, n, ph):
-        return _split(integ.step(_merge(d, n), fp.params(ph)))
-
     s0, t0 = jax.jvp(lambda ph: _split(problem.start(ph))[0], (phi,), (direction,))
     n0 = _split(problem.start(phi))[1]
 
     def one(carry, _):
         d, n, t = carry
-        d2, t2, n2 = jax.jvp(lambda dd, ph: step_fn(dd, n, ph), (d, phi), (t, direction),
-                             has_aux=True)
+        d2, t2, n2 = jax.jvp(lambda dd, ph: problem.step_diff(dd, n, ph), (d, phi),
+                             (t, direction), has_aux=True)
         return (d2, n2, t2), jnp.linalg.norm(t2[0])
 
     return jax.lax.scan(one, (s0, n0, t0), None, length=problem.n_steps)[1]

@@ -21,8 +21,7 @@ import numpy as np
 
 from chronograd.errors import InputError
 from chronograd.space.periodic import minimum_image as _pbc_displacement
-
-AVOGADRO = 6.02214076e23
+from chronograd.units import AVOGADRO
 
 
 def _disp(positions, box, i, j):

@@ -12,6 +12,7 @@ import numpy as np
 
 from chronograd.errors import InputError
 from chronograd.topology.molecule import Molecule
+from chronograd.units import AVOGADRO
 
 
 def _water_positions(length_nm: float) -> np.ndarray:
@@ -81,8 +82,7 @@ def liquid_box(molecule: Molecule, n_molecules: int, *, density_g_ml: float, see
         raise InputError("n_molecules must be >= 1 and density_g_ml > 0")
     from scipy.spatial.transform import Rotation
 
-    avogadro = 6.02214076e23
-    mass_g = float(np.sum(molecule.masses)) * n_molecules / avogadro
+    mass_g = float(np.sum(molecule.masses)) * n_molecules / AVOGADRO
     length = (mass_g / density_g_ml * 1e21) ** (1.0 / 3.0)  # cm^3 -> nm^3
     per_side = int(np.ceil(n_molecules ** (1.0 / 3.0)))
     spacing = length / per_side
