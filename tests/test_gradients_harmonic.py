@@ -18,6 +18,7 @@ import chronograd as cg
 from chronograd.dynamics import BOLTZMANN, brownian, langevin
 from chronograd.dynamics.reporters import ReservoirReporter
 from chronograd.gradients import (
+    GradientError,
     ReweightingError,
     ensemble_gradient,
     gradient,
@@ -250,3 +251,16 @@ def test_implicit_gradient_of_spring_chain_matches_closed_form():
     g2 = jax.grad(lambda p: cg.observables.distance(0, 2)(x_star(p), None, p))(params)
     assert np.allclose(g2["Bonds"]["k"], g["k"], rtol=1e-6, atol=0)
     assert np.allclose(g2["Bonds"]["length"], g["length"], rtol=1e-6, atol=0)
+
+
+def test_memory_limit_and_non_finite_gradients_give_clear_errors():
+    """(Cheap to compile here; the Sage file checks the other bad inputs.)"""
+    system, x = pairs_system(8)
+    integ = langevin(system, timestep=0.004, temperature=TEMP, friction=20.0)
+    state = integ.init(x, key=jax.random.key(0))
+    with pytest.raises(GradientError, match="memory limit.*checkpointed"):
+        trajectory_gradient(integ, state, 200, mean_sq, adjoint="reverse",
+                            memory_limit_gb=1e-5)
+    with pytest.raises(GradientError, match="not finite"):
+        trajectory_gradient(integ, state, 4, lambda x, b, p: jnp.log(x[0, 0] - 1e3),
+                            adjoint="forward")

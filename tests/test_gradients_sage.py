@@ -13,7 +13,6 @@ from chronograd import observables as obs
 from chronograd.dynamics import langevin, velocity_verlet
 from chronograd.forcefield.charges import gasteiger_charges
 from chronograd.gradients import (
-    GradientError,
     ensemble_gradient,
     flat_params,
     gradient,
@@ -144,16 +143,11 @@ def test_bad_input_gives_clear_errors(glycol, tmp_path):
         gradient(U, adjoint="reverse", system=system)
     with pytest.raises(cg.InputError, match="adjoint must be one of"):
         gradient(U, adjoint="backprop", integrator=integ, state=state, n_steps=10)
-    with pytest.raises(GradientError, match="memory limit.*checkpointed"):
-        trajectory_gradient(integ, state, 200, U, adjoint="reverse", memory_limit_gb=1e-5)
     with pytest.raises(cg.InputError, match="needs a Langevin integrator"):
         trajectory_gradient(velocity_verlet(system, timestep=0.001), state, 10, U,
                             adjoint="windowed", window=5)
     with pytest.raises(cg.InputError, match="scalar observable"):
         trajectory_gradient(integ, state, 10, obs.distances([[0, 1], [2, 3]]))
-    with pytest.raises(GradientError, match="not finite"):
-        trajectory_gradient(integ, state, 4, lambda x, b, p: jnp.log(x[0, 0] - 1e3),
-                            wrt=wrt, adjoint="forward")
     frames = np.stack([mol.positions] * 4)
     with pytest.raises(cg.InputError, match="non-finite value"):
         ensemble_gradient(system, frames, lambda x, b, p: jnp.sqrt(-1.0 - x[0, 0] ** 2),
