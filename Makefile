@@ -17,7 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile --durations=20
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_smirnoff.py
 	$(PY) benchmarks/bench_dynamics.py
 	$(PY) benchmarks/bench_gradients.py
+	$(PY) benchmarks/bench_fit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

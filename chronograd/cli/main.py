@@ -7,6 +7,7 @@
         [--solvate NM | --liquid N --density G_ML]) --steps N --timestep 2fs
         --temperature 300K [--pressure 1bar] [--minimize] [--integrator langevin|verlet|
         nose-hoover|brownian] -o traj.dcd [--report-every K] [--checkpoint F [--resume]]
+    chronograd fit CONFIG.toml [--resume] [--stop-after N] [--quiet]
 
 Errors are printed as one message naming the problem (file, line, atom) with exit code 1;
 no traceback for input problems.
@@ -219,6 +220,39 @@ def simulate(
         _fail(str(exc))
     typer.echo(f"done: step {int(state.step)}, potential {float(state.potential_energy):.2f}"
                f" kJ/mol; trajectory {output}")
+
+
+@app.command()
+def fit(
+    config: Path = typer.Argument(..., help="Fit configuration (TOML); see docs/fitting.md."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the output directory's"
+                                " checkpoint."),
+    stop_after: int | None = typer.Option(None, "--stop-after", help="Run at most N iterations"
+                                          " now; continue later with --resume."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Fit force-field parameters to QM targets: writes the fitted .offxml, log.jsonl,
+    summary.json and report.md (with plots) to the config's output directory."""
+    import chronograd as cg
+    from chronograd.fit import load_config, run_fit
+
+    try:
+        cfg = load_config(config)
+        summary = run_fit(cfg, resume=resume, stop_after=stop_after, progress=not quiet)
+    except cg.ChronogradError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; the last checkpoint is kept (continue with --resume)")
+    if not summary["finished"]:
+        typer.echo(f"stopped after iteration {summary['iteration']} (loss {summary['loss']:.6g});"
+                   " continue with --resume")
+        return
+    typer.echo(f"objective {summary['loss_initial']:.6g} -> {summary['loss_final']:.6g} in"
+               f" {summary['iterations']} iterations; output in {summary['output']}")
+    from chronograd.fit.report import metric_rows
+
+    for name, split, _n, key, a, b in metric_rows(summary):
+        typer.echo(f"  {name} [{split}] {key} {a:.4g} -> {b:.4g}")
 
 
 def main() -> None:

@@ -91,6 +91,33 @@ class Molecule:
         return cls(mol, name, charges, positions)
 
     @classmethod
+    def from_mapped_smiles(cls, smiles: str, *, name: str = "") -> Molecule:
+        """Parse a SMILES in which every atom, hydrogens included, carries a map number
+        1..N; atom index = map number - 1 (OpenFF's ``from_mapped_smiles`` convention)."""
+        Chem = _rdkit()
+        ps = Chem.SmilesParserParams()
+        ps.removeHs = False
+        mol = _rdkit_error(f"the mapped SMILES {smiles!r}", lambda: Chem.MolFromSmiles(smiles, ps))
+        maps = [a.GetAtomMapNum() for a in mol.GetAtoms()]
+        if sorted(maps) != list(range(1, len(maps) + 1)):
+            raise InputError(f"mapped SMILES {smiles!r}: every atom (hydrogens explicit) needs a"
+                             f" distinct map number 1..{len(maps)}; got {sorted(maps)}")
+        order = [maps.index(k) for k in range(1, len(maps) + 1)]
+        mol = Chem.RenumberAtoms(mol, order)
+        for a in mol.GetAtoms():
+            a.SetAtomMapNum(0)
+        return cls.from_rdkit(mol, name=name or Chem.MolToSmiles(Chem.RemoveHs(mol)))
+
+    def mapped_smiles(self) -> str:
+        """SMILES with explicit hydrogens and map numbers = atom index + 1."""
+        Chem = _rdkit()
+        mol = Chem.Mol(self.rdmol)
+        mol.RemoveAllConformers()
+        for a in mol.GetAtoms():
+            a.SetAtomMapNum(a.GetIdx() + 1)
+        return Chem.MolToSmiles(mol, allHsExplicit=True)
+
+    @classmethod
     def from_sdf(cls, path) -> list[Molecule]:
         """All molecules of an SDF/MOL file. Partial charges are read from the
         ``atom.dprop.PartialCharge`` property (the RDKit/OpenFF convention)."""

@@ -1,0 +1,291 @@
+"""The fit loop behind ``chronograd fit``: build, check, iterate with checkpoints, write outputs.
+
+Everything that can be wrong with the input (config, data, force field, a target that is not
+finite at the start) is found before the output directory is touched. During the fit the
+directory holds ``checkpoint.pkl`` and ``log.jsonl``, each replaced atomically; at the end the
+fitted ``.offxml``, ``summary.json`` and the report are written to a staging folder and moved
+in, so no file in it is ever half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from chronograd.errors import ChronogradError, InputError
+
+
+class FitError(ChronogradError, RuntimeError):
+    """A fit that cannot go on (e.g. a target became non-finite); the checkpoint is kept."""
+
+
+def _records_for(cfg, i, t):
+    from chronograd.fit.data import list_records, load_qm_dataset
+
+    dataset = cfg.resolve(t["dataset"])
+    try:
+        known = list_records(dataset)
+    except InputError as e:
+        raise cfg.error("targets", "dataset", i, str(e)) from None
+    if "records" in t:
+        ids = t["records"]
+        missing = [r for r in ids if r not in known]
+        if missing:
+            raise cfg.error("targets", "records", i, f"no record {missing[0]!r} in {dataset};"
+                            f" records are {', '.join(known)}")
+    else:
+        kinds = set(t["kinds"])
+        ids = [r for r, kind in known.items() if kind in kinds]
+        if not ids:
+            raise cfg.error("targets", "kinds", i, f"no records of kinds {sorted(kinds)} in"
+                            f" {dataset}; kinds there: {sorted(set(known.values()))}")
+    return load_qm_dataset(dataset, records=ids)
+
+
+def build_target(cfg, i, ff):
+    from chronograd.fit.targets import TARGETS
+
+    t = cfg.targets[i]
+    if t["type"] not in TARGETS:
+        raise cfg.error("targets", "type", i, f"unknown target type {t['type']!r}; choose"
+                        f" one of {', '.join(TARGETS)}")
+    kw = {k: t[k] for k in ("weight", "energy_weight", "force_weight", "reference",
+                            "tolerance") if k in t}
+    for k in ("energy_denominator", "force_denominator", "bond_denominator",
+              "angle_denominator"):
+        if k in t:
+            kw[k] = cfg.quantity("targets", k, i, t[k])
+    import inspect
+
+    accepted = inspect.signature(TARGETS[t["type"]].__init__).parameters
+    for k in kw:
+        if k not in accepted and "kw" not in accepted:
+            raise cfg.error("targets", k, i, f"not an option of {t['type']!r} targets")
+    if "split" in t:
+        kw["split"] = None if t["split"] == "all" else t["split"]
+    records = _records_for(cfg, i, t)
+    try:
+        return TARGETS[t["type"]](ff, records, name=t["name"],
+                                  charges=cfg.forcefield.get("charges", "am1bcc"), **kw)
+    except InputError as e:
+        raise cfg.error("targets", index=i, message=str(e)) from None
+
+
+def build_objective(cfg, *, only_target: int | None = None, indices=None):
+    """(ForceField, Objective) for a config; ``only_target``/``indices`` build one target over
+    given flat indices (what a Dask worker does)."""
+    import chronograd as cg
+    from chronograd.fit.objective import Objective, select_parameters
+
+    try:
+        ff = cg.ForceField(_ff_path(cfg))
+    except InputError as e:
+        raise cfg.error("forcefield", "file", message=str(e)) from None
+    which = range(len(cfg.targets)) if only_target is None else [only_target]
+    targets = [build_target(cfg, i, ff) for i in which]
+    if indices is None:
+        for i, sel in enumerate(cfg.parameters):
+            try:
+                ff.select(ids=sel.get("ids"), smirks=sel.get("smirks"),
+                          attributes=sel.get("attributes"))
+            except Exception as e:  # e.g. a bad regular expression
+                raise cfg.error("parameters", index=i, message=str(e)) from None
+        try:
+            wrt = select_parameters(ff, cfg.parameters)
+        except InputError as e:
+            raise cfg.error("parameters", message=str(e)) from None
+        used_only = cfg.objective.get("used_only", True)
+    else:
+        wrt, used_only = np.asarray(indices), False
+    try:
+        obj = Objective(ff, targets, wrt, priors=cfg.priors,
+                        prior_weight=cfg.objective.get("prior_weight", 1.0), used_only=used_only)
+    except InputError as e:
+        raise cfg.error("priors" if "prior" in str(e) else "parameters", message=str(e)) from None
+    return ff, obj
+
+
+def _ff_path(cfg):
+    name = cfg.forcefield["file"]
+    local = cfg.resolve(name)
+    return str(local) if local.exists() else name
+
+
+def _optimizer(cfg):
+    from chronograd.fit.optimizers import make_optimizer
+
+    opts = {k: v for k, v in cfg.optimizer.items() if k not in ("method", "iterations")}
+    try:
+        return make_optimizer(cfg.optimizer["method"], **opts)
+    except InputError as e:
+        raise cfg.error("optimizer", "method", message=str(e)) from None
+
+
+def _atomic_write(path: Path, data: bytes):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _log_text(log):
+    return "".join(json.dumps(e) + "\n" for e in log)
+
+
+def _metrics(obj, phi):
+    theta = obj.theta(np.asarray(phi))
+    return {t.name: t.metrics(theta) for t in obj.targets}
+
+
+def run_fit(cfg, *, resume: bool = False, stop_after: int | None = None,
+            progress: bool = True, client=None) -> dict:
+    """Run (or resume) the fit described by ``cfg``; returns the summary dict.
+
+    Args:
+        resume: continue from ``checkpoint.pkl`` in the output directory.
+        stop_after: run at most this many iterations now (the checkpoint allows --resume).
+        progress: show a progress bar.
+        client: a dask Client (default: from ``[parallel]``).
+    """
+    from chronograd.fit.objective import Evaluator
+    from chronograd.fit.parallel import DaskRemote, make_client
+
+    out = cfg.resolve(cfg.output["directory"])
+    ckpt_path, log_path = out / "checkpoint.pkl", out / "log.jsonl"
+    sha = hashlib.sha256(cfg.text.encode()).hexdigest()
+    if resume:
+        if not ckpt_path.is_file():
+            raise InputError(f"{out}: no checkpoint.pkl to resume from; run without --resume")
+        with open(ckpt_path, "rb") as f:
+            ckpt = pickle.load(f)
+        if ckpt["config_sha256"] != sha:
+            raise InputError(f"{cfg.path}: the config changed since the checkpoint in {out}"
+                             " was written; resume with the same config or start a new fit")
+    elif out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: output directory exists and is not empty; use --resume to"
+                         " continue its fit, or choose another [output] directory")
+    iterations = cfg.optimizer.get("iterations", 20)
+    every = cfg.output.get("checkpoint_every", 1)
+    if iterations < 0 or every < 1:
+        raise cfg.error("optimizer" if iterations < 0 else "output",
+                        "iterations" if iterations < 0 else "checkpoint_every",
+                        message="must be positive")
+    opt = _optimizer(cfg)
+    ff, obj = build_objective(cfg)
+    theta0 = obj.theta(np.zeros(obj.n))
+    for t in obj.targets:
+        t.check_finite(theta0)
+    if client is None:
+        client = make_client(cfg)
+    ev = Evaluator(obj, client, DaskRemote(cfg, obj.fp.indices) if client else None)
+
+    if resume:
+        state, log, start = ckpt["state"], ckpt["log"], ckpt["iteration"]
+        ev.n_value, ev.n_gradient, ev.n_jacobian = ckpt["evaluations"]
+        wall0 = ckpt["wall_s"]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        state, log, start, wall0 = opt.init(np.zeros(obj.n)), [], 0, 0.0
+    t0 = time.perf_counter()
+    end = iterations if stop_after is None else min(iterations, start + stop_after)
+
+    def save(k):
+        blob = {"config_sha256": sha, "iteration": k, "state": state, "log": log,
+                "evaluations": (ev.n_value, ev.n_gradient, ev.n_jacobian),
+                "wall_s": wall0 + time.perf_counter() - t0, "labels": obj.labels}
+        _atomic_write(ckpt_path, pickle.dumps(blob))
+        _atomic_write(log_path, _log_text(log).encode())
+
+    bar = _progress(progress, end - start, start, iterations, opt.name)
+    try:
+        for k in range(start, end):
+            state, info = opt.step(state, ev)
+            if not np.isfinite(info["loss"]):
+                bad = [obj.targets[j].name for j, v in enumerate(info["targets"])
+                       if not np.isfinite(v)]
+                save(k)
+                raise FitError(f"iteration {k + 1}: target {', '.join(bad) or 'prior'} gave a"
+                               f" non-finite loss; the last good state is in {ckpt_path}")
+            entry = {"iteration": k + 1, "loss": float(info["loss"]),
+                     "targets": {t.name: float(v) for t, v in zip(obj.targets, info["targets"],
+                                                                  strict=True)},
+                     "prior": obj.prior(state["phi"]),
+                     "evaluations": {"value": ev.n_value, "gradient": ev.n_gradient,
+                                     "jacobian": ev.n_jacobian},
+                     "wall_s": round(wall0 + time.perf_counter() - t0, 3)}
+            entry.update({k2: v for k2, v in info.items()
+                          if k2 not in ("loss", "targets") and np.isscalar(v)})
+            log.append(entry)
+            if (k + 1) % every == 0 or k + 1 == end:
+                save(k + 1)
+            bar.advance(entry)
+    finally:
+        bar.close()
+    if end < iterations:
+        return {"finished": False, "iteration": end, "loss": log[-1]["loss"] if log else None}
+    return _finish(cfg, ff, obj, state, log, out, ev)
+
+
+def _finish(cfg, ff, obj, state, log, out, ev):
+    from chronograd.fit.report import write_report
+
+    phi = np.asarray(state["phi"])
+    theta = obj.theta(phi)
+    stage = out / ".staging"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    name = Path(cfg.forcefield["file"]).stem + "-fitted.offxml"
+    ff.to_offxml(stage / name, theta)
+    before, after = _metrics(obj, np.zeros(obj.n)), _metrics(obj, phi)
+    values0, values = obj.values(np.zeros(obj.n)), obj.values(phi)
+    summary = {
+        "finished": True, "forcefield": name, "iterations": len(log),
+        "loss_initial": float(sum(obj.target_value(k, np.zeros(obj.n))
+                                  for k in range(len(obj.targets)))),
+        "loss_final": log[-1]["loss"] if log else None,
+        "optimizer": cfg.optimizer["method"],
+        "evaluations": {"value": ev.n_value, "gradient": ev.n_gradient,
+                        "jacobian": ev.n_jacobian},
+        "metrics_initial": before, "metrics_final": after,
+        "parameters": [{"label": lab, "initial": float(a), "final": float(b)}
+                       for lab, a, b in zip(obj.labels, values0, values, strict=True)],
+    }
+    if cfg.output.get("report", True):
+        write_report(stage, cfg, obj, log, summary, np.zeros(obj.n), phi)
+    (stage / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (stage / "log.jsonl").write_text(_log_text(log))
+    for item in sorted(stage.iterdir()):
+        os.replace(item, out / item.name)
+    stage.rmdir()
+    summary["output"] = str(out)
+    return summary
+
+
+class _progress:
+    """A rich progress bar with the current loss (no-op when disabled)."""
+
+    def __init__(self, enabled, total, start, iterations, name):
+        self.p = None
+        if not enabled or total <= 0:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.p = Progress(TextColumn(f"fit ({name})"), BarColumn(),
+                          TextColumn("{task.completed}/{task.total}"),
+                          TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn())
+        self.p.start()
+        self.task = self.p.add_task("fit", total=iterations, completed=start, loss="-")
+
+    def advance(self, entry):
+        if self.p is not None:
+            self.p.update(self.task, advance=1, loss=f"{entry['loss']:.5g}")
+
+    def close(self):
+        if self.p is not None:
+            self.p.stop()

@@ -1,0 +1,264 @@
+"""Fitting targets: QM relative energies and forces, and torsion profiles.
+
+A target is built once (setup layer: systems, charges, compiled functions) and then maps theta
+to a residual vector r(theta) (pure JAX), scaled so that its contribution to the objective is
+``sum(r**2)``:
+
+    energy rows  sqrt(w_E / n_E) * ((U_i - ref U) - (E_i - ref E)) / energy_denominator
+    force rows   sqrt(w_F / n_F) * (F_mm - F_qm)_component / force_denominator
+
+``ref`` is the mean over the record's geometries (conformer sets) or the value at the QM
+minimum (torsion profiles), as ForceBalance's AbInitio and TorsionProfile targets do;
+n_E / n_F count rows over the whole target, so a target's weight does not grow with its size.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from chronograd.errors import InputError
+from chronograd.fit.data import QMRecord
+
+KCAL = 4.184  # kJ/mol
+KCAL_PER_A = 41.84  # kJ/mol/nm
+
+
+class _Record:
+    """One molecule's system and compiled per-geometry energy + forces."""
+
+    def __init__(self, ff, record: QMRecord, charges):
+        self.record = record
+        self.system = ff.create_system(record.molecule, charges=charges)
+        U = self.system.energy_fn()
+        value_and_force = jax.value_and_grad(lambda x, p: U(x, None, p))
+        self.batch = jax.vmap(value_and_force, in_axes=(0, None))
+        self.compute = jax.jit(self.batch)
+
+    def energies_forces(self, theta):
+        """(U [n], F [n, N, 3]) at this record's geometries (numpy)."""
+        u, g = self.compute(jnp.asarray(self.record.positions), theta)
+        return np.asarray(u), -np.asarray(g)
+
+
+class EnergyForceTarget:
+    """Relative energies and forces of QM records (one or more molecules).
+
+    Args:
+        ff: the ForceField whose theta is fitted.
+        records: QMRecords (``load_qm_dataset``); each is one molecule.
+        name: label for logs and reports.
+        weight: overall weight w.
+        energy_weight, force_weight: w_E and w_F inside the target (relative).
+        energy_denominator: kJ/mol (default 1 kcal/mol).
+        force_denominator: kJ/mol/nm (default 10 kcal/mol/A).
+        reference: "mean" or "min" (the geometry of lowest QM energy).
+        split: which geometries enter the loss ("train"; None for all).
+        charges: charge model for create_system (e.g. "am1bcc").
+    """
+
+    kind = "energy_force"
+
+    def __init__(self, ff, records: list[QMRecord], *, name: str = "energy_force",
+                 weight: float = 1.0, energy_weight: float = 1.0, force_weight: float = 1.0,
+                 energy_denominator: float = KCAL, force_denominator: float = 10 * KCAL_PER_A,
+                 reference: str = "mean", split: str | None = "train", charges="am1bcc"):
+        if reference not in ("mean", "min"):
+            raise InputError(f"target {name!r}: reference must be 'mean' or 'min', got"
+                             f" {reference!r}")
+        if not records:
+            raise InputError(f"target {name!r} has no records")
+        for v, what in ((weight, "weight"), (energy_weight, "energy_weight"),
+                        (force_weight, "force_weight")):
+            if not np.isfinite(v) or v < 0:
+                raise InputError(f"target {name!r}: {what} must be a finite number >= 0, got {v}")
+        for v, what in ((energy_denominator, "energy_denominator"),
+                        (force_denominator, "force_denominator")):
+            if not np.isfinite(v) or v <= 0:
+                raise InputError(f"target {name!r}: {what} must be > 0, got {v}")
+        self.name, self.weight, self.reference, self.split = name, weight, reference, split
+        self.energy_weight, self.force_weight = energy_weight, force_weight
+        self.energy_denominator, self.force_denominator = energy_denominator, force_denominator
+        self.records = [_Record(ff, r, charges) for r in records]
+        fitted = [r.record.subset(split) for r in self.records]
+        self._data = [(jnp.asarray(f.positions), jnp.asarray(f.energy), jnp.asarray(f.forces))
+                      for f in fitted]
+        self.n_energy = sum(len(f.energy) for f in fitted)
+        self.n_force = sum(f.forces.size for f in fitted)
+        if self.n_energy == 0:
+            raise InputError(f"target {name!r}: no geometries in split {split!r}")
+        self.residuals = jax.jit(self._residuals)
+
+    def _reference(self, values, qm_energy):
+        if self.reference == "mean":
+            return values - jnp.mean(values)
+        return values - values[jnp.argmin(qm_energy)]
+
+    def _residuals(self, theta):
+        se = jnp.sqrt(self.weight * self.energy_weight / self.n_energy) / self.energy_denominator
+        sf = jnp.sqrt(self.weight * self.force_weight / self.n_force) / self.force_denominator
+        out = []
+        for rec, (x, e_qm, f_qm) in zip(self.records, self._data, strict=True):
+            u, g = rec.batch(x, theta)
+            out.append(se * (self._reference(u, e_qm) - self._reference(e_qm, e_qm)))
+            if self.force_weight:
+                out.append(sf * (-g - f_qm).ravel())
+        return jnp.concatenate(out)
+
+    def loss(self, theta):
+        r = self.residuals(theta)
+        return jnp.sum(r * r)
+
+    def check_finite(self, theta):
+        """Raise InputError naming the record and geometry whose MM energy or forces are not
+        finite (call before fitting)."""
+        for rec in self.records:
+            u, f = rec.energies_forces(theta)
+            bad = ~np.isfinite(u) | ~np.all(np.isfinite(f.reshape(len(f), -1)), axis=1)
+            if bad.any():
+                raise InputError(f"target {self.name!r}: record {rec.record.id!r} geometry"
+                                 f" {int(np.argmax(bad))} gives a non-finite MM energy or force")
+
+    def metrics(self, theta) -> dict:
+        """RMSE of relative energies (kJ/mol) and forces (kJ/mol/nm) per split, over records."""
+        out = {}
+        for split in ("train", "test"):
+            de, df = [], []
+            for rec in self.records:
+                keep = rec.record.split == split
+                if not keep.any():
+                    continue
+                u, f = rec.energies_forces(theta)
+                qm = rec.record
+                # relative energies over the split's own geometries, with this target's rule
+                qe = qm.energy[keep]
+                de.append(_relative(u[keep], qe, self.reference)
+                          - _relative(qe, qe, self.reference))
+                df.append((f[keep] - qm.forces[keep]).ravel())
+            if de:
+                de, df = np.concatenate(de), np.concatenate(df)
+                out[split] = {"energy_rmse": float(np.sqrt(np.mean(de ** 2))),
+                              "force_rmse": float(np.sqrt(np.mean(df ** 2))),
+                              "n_geometries": int(de.size)}
+        return out
+
+    def predictions(self, theta) -> list[dict]:
+        """Per record: split, relative QM and MM energies, QM and MM forces (for reports)."""
+        out = []
+        for rec in self.records:
+            u, f = rec.energies_forces(theta)
+            qm = rec.record
+            out.append({"id": qm.id, "kind": qm.kind, "split": qm.split,
+                        "angles_deg": qm.angles_deg,
+                        "qm_energy": _relative(qm.energy, qm.energy, self.reference),
+                        "mm_energy": _relative(u, qm.energy, self.reference),
+                        "qm_forces": qm.forces, "mm_forces": f})
+        return out
+
+
+def _relative(values, qm_energy, reference):
+    """values minus their mean, or minus their value at the QM minimum (NumPy)."""
+    if reference == "mean":
+        return values - values.mean()
+    return values - values[np.argmin(qm_energy)]
+
+
+class TorsionProfileTarget(EnergyForceTarget):
+    """Torsion-scan energies relative to the QM minimum (forces off by default)."""
+
+    kind = "torsion_profile"
+
+    def __init__(self, ff, records, *, name="torsion_profile", force_weight=0.0,
+                 reference="min", **kw):
+        not_scans = [r.id for r in records if r.angles_deg is None]
+        if not_scans:
+            raise InputError(f"target {name!r}: record {not_scans[0]!r} is not a torsion scan"
+                             " (no dihedral angles); use an energy_force target for it")
+        super().__init__(ff, records, name=name, force_weight=force_weight,
+                         reference=reference, **kw)
+
+
+class OptimizedGeometryTarget:
+    """Bond lengths and angles of MM minima against QM-optimized geometries.
+
+    Each record's QM minimum is the start of an MM minimization (L-BFGS to an RMS force of
+    ``tolerance``) whose result x*(theta) is differentiated implicitly
+    (``chronograd.gradients.minimized_positions``); residual rows are
+    sqrt(w / n_b) (b_mm - b_qm) / bond_denominator and sqrt(w / n_a) (a_mm - a_qm) /
+    angle_denominator over all bonds and angles (ForceBalance's denominators: 0.05 A, 8 deg).
+    """
+
+    kind = "optimized_geometry"
+    reverse_only = True  # the implicit derivative is a custom VJP: Jacobians by jax.jacrev
+
+    def __init__(self, ff, records: list[QMRecord], *, name: str = "optimized_geometry",
+                 weight: float = 1.0, bond_denominator: float = 0.005,
+                 angle_denominator: float = np.deg2rad(8.0), tolerance: float = 1e-3,
+                 split: str | None = "train", charges="am1bcc"):
+        from chronograd.gradients.implicit import minimized_positions
+
+        if not records:
+            raise InputError(f"target {name!r} has no records")
+        self.name, self.weight, self.split = name, weight, split
+        self.bond_denominator, self.angle_denominator = bond_denominator, angle_denominator
+        self.records, self._items = [], []
+        for r in records:
+            rec = _Record(ff, r, charges)
+            self.records.append(rec)
+            for k in np.flatnonzero(r.split == split) if split else range(len(r.energy)):
+                x_star = minimized_positions(rec.system, r.positions[k], tolerance=tolerance)
+                self._items.append((r.id, int(k), x_star, r.molecule.bonds(),
+                                    r.molecule.angles(), jnp.asarray(r.positions[k])))
+        if not self._items:
+            raise InputError(f"target {name!r}: no geometries in split {split!r}")
+        self.n_bonds = sum(len(i[3]) for i in self._items)
+        self.n_angles = sum(len(i[4]) for i in self._items)
+        self.residuals = jax.jit(self._residuals)
+
+    @staticmethod
+    def _internal(x, bonds, angles):
+        b = jnp.linalg.norm(x[bonds[:, 0]] - x[bonds[:, 1]], axis=-1)
+        u, v = x[angles[:, 0]] - x[angles[:, 1]], x[angles[:, 2]] - x[angles[:, 1]]
+        cos = jnp.sum(u * v, -1) / (jnp.linalg.norm(u, axis=-1) * jnp.linalg.norm(v, axis=-1))
+        return b, jnp.arccos(jnp.clip(cos, -1.0, 1.0))
+
+    def _residuals(self, theta):
+        sb = jnp.sqrt(self.weight / self.n_bonds) / self.bond_denominator
+        sa = jnp.sqrt(self.weight / max(self.n_angles, 1)) / self.angle_denominator
+        out = []
+        for _, _, x_star, bonds, angles, x_qm in self._items:
+            b_mm, a_mm = self._internal(x_star(theta), bonds, angles)
+            b_qm, a_qm = self._internal(x_qm, bonds, angles)
+            out += [sb * (b_mm - b_qm), sa * (a_mm - a_qm)]
+        return jnp.concatenate(out)
+
+    def loss(self, theta):
+        r = self.residuals(theta)
+        return jnp.sum(r * r)
+
+    def check_finite(self, theta):
+        for rid, k, x_star, *_ in self._items:
+            if not np.all(np.isfinite(np.asarray(x_star(theta)))):
+                raise InputError(f"target {self.name!r}: the MM minimization of record {rid!r}"
+                                 f" geometry {k} gives non-finite positions")
+
+    def metrics(self, theta) -> dict:
+        """RMS bond-length (nm) and angle (deg) deviation of the MM minima from QM."""
+        db, da = [], []
+        for _, _, x_star, bonds, angles, x_qm in self._items:
+            b_mm, a_mm = self._internal(x_star(theta), bonds, angles)
+            b_qm, a_qm = self._internal(x_qm, bonds, angles)
+            db.append(np.asarray(b_mm - b_qm))
+            da.append(np.rad2deg(np.asarray(a_mm - a_qm)))
+        db, da = np.concatenate(db), np.concatenate(da)
+        return {self.split or "all": {"bond_rmse": float(np.sqrt(np.mean(db ** 2))),
+                                      "angle_rmse_deg": float(np.sqrt(np.mean(da ** 2))),
+                                      "n_geometries": len(self._items)}}
+
+    def predictions(self, theta) -> list[dict]:
+        return []
+
+
+TARGETS = {"energy_force": EnergyForceTarget, "torsion_profile": TorsionProfileTarget,
+           "optimized_geometry": OptimizedGeometryTarget}
