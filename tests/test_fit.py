@@ -113,6 +113,7 @@ iterations = {iterations}
 [output]
 directory = "{out}"
 """
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "fit.toml"
     path.write_text(text)
     return load_config(path)
@@ -163,7 +164,7 @@ def test_fitted_offxml_through_openff_toolkit_and_openmm(tmp_path):
     assert moved
     off_mol = OFFMolecule.from_mapped_smiles(rec.molecule.mapped_smiles(),
                                              allow_undefined_stereo=True)
-    charges = np.asarray(system.slots()["nonbonded"]["charge"])
+    charges = np.asarray(system.slots()["Nonbonded"]["charge"])
     omm = interchange_system(str(path), off_mol, charges)
     ctx = openmm.Context(omm, openmm.VerletIntegrator(0.001),
                          openmm.Platform.getPlatformByName("Reference"))
@@ -189,23 +190,30 @@ def test_dask_two_workers_equal_serial(tmp_path):
 def test_config_errors_name_key_and_line(tmp_path):
     cfg = _config(tmp_path)
     text = cfg.path.read_text()
+    def at(bad, marker):  # the 1-based line holding ``marker``
+        return next(n for n, line in enumerate(bad.splitlines(), 1) if marker in line)
+
     cases = [
         (text.replace('method = "lbfgs"', 'method = "lbfgs"\nlearnin_rate = 0.1'),
-         r"line 2\d: \[optimizer\] learnin_rate: unknown key"),
-        (text.replace("iterations = 4", 'iterations = "four"'),
-         r"line 2\d: \[optimizer\] iterations: expected int"),
-        (text.replace('type = "energy_force"', 'type = "energies"'),
-         r"line 1\d: \[\[targets\]\] #2 type: unknown target type 'energies'"),
-        (text.replace('records = ["conf-ethanol"]', 'records = ["conf-ethanoll"]'),
-         r"line 1\d: \[\[targets\]\] #2 records: no record 'conf-ethanoll'"),
-        (text.replace('method = "lbfgs"', 'method = "sgd"'),
-         r"line \d\d: \[optimizer\] method: unknown optimizer 'sgd'"),
-        (text.replace("[output]", "[outptu]"), r"\[outptu\]: unknown table"),
-        (text + '\n[priors]\n"Bonds.length" = "0.1 * angstroms"\n',
-         r"line \d\d: \[priors\] Bonds.length: .*angstroms"),
-        (text.replace("iterations = 4\n", "iterations = 4\n[[x\n"), r"not valid TOML.*line"),
+         "learnin_rate", r"\[optimizer\] learnin_rate: unknown key"),
+        (text.replace("iterations = 4", 'iterations = "four"'), "iterations",
+         r"\[optimizer\] iterations: expected int"),
+        (text.replace('type = "energy_force"', 'type = "energies"'), "energies",
+         r"\[\[targets\]\] #2 type: unknown target type 'energies'"),
+        (text.replace('records = ["conf-ethanol"]', 'records = ["conf-ethanoll"]'), "ethanoll",
+         r"\[\[targets\]\] #2 records: no record 'conf-ethanoll'"),
+        (text.replace('method = "lbfgs"', 'method = "sgd"'), "sgd",
+         r"\[optimizer\] method: unknown optimizer 'sgd'"),
+        (text + '\n[priors]\n"Bonds.length" = "0.1 * angstroms"\n', "angstroms",
+         r"\[priors\] Bonds.length: .*angstroms"),
     ]
-    for bad, pattern in cases:
+    for bad, marker, pattern in cases:
+        cfg.path.write_text(bad)
+        with pytest.raises(InputError, match=rf"fit.toml, line {at(bad, marker)}: {pattern}"):
+            run_fit(load_config(cfg.path), progress=False)
+    for bad, pattern in [(text.replace("[output]", "[outptu]"), r"\[outptu\]: unknown table"),
+                         (text.replace("iterations = 4\n", "iterations = 4\n[[x\n"),
+                          r"not valid TOML.*line \d+")]:
         cfg.path.write_text(bad)
         with pytest.raises(InputError, match=pattern):
             run_fit(load_config(cfg.path), progress=False)
@@ -214,7 +222,7 @@ def test_config_errors_name_key_and_line(tmp_path):
 
 def _copy_dataset(tmp_path, edit_meta=None, edit_arrays=None):
     d = tmp_path / "qm"
-    d.mkdir()
+    d.mkdir(parents=True)
     meta = json.loads((QM / "manifest.json").read_text())
     meta["records"] = [r for r in meta["records"] if r["id"] in ("scan-ethanol", "conf-ethanol")]
     arrays = {k: v for k, v in np.load(QM / "qm_data.npz").items()
@@ -231,7 +239,7 @@ def _copy_dataset(tmp_path, edit_meta=None, edit_arrays=None):
 def test_bad_qm_records_are_named(tmp_path):
     def swap_atoms(a):
         x = a["conf-ethanol/positions"]
-        x[:, [0, 5]] = x[:, [5, 0]]
+        x[:, [3, 8]] = x[:, [8, 3]]  # an H of the methyl and the hydroxyl H
 
     def nan_energy(a):
         a["scan-ethanol/energy"][3] = np.nan
@@ -269,3 +277,17 @@ def test_target_that_turns_nan_is_named(tmp_path, monkeypatch):
     assert (tmp_path / "out/checkpoint.pkl").exists()
     assert not (tmp_path / "out/summary.json").exists()
     shutil.rmtree(tmp_path / "out")
+
+
+def test_cli_fit_reports_bad_config_without_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from chronograd.cli.main import app
+
+    cfg = _config(tmp_path)
+    cfg.path.write_text(cfg.path.read_text().replace("iterations = 4", "iterations = -1"))
+    result = CliRunner().invoke(app, ["fit", str(cfg.path)])
+    assert result.exit_code == 1
+    assert "line" in result.output and "[optimizer] iterations: must be positive" in \
+        result.output
+    assert "Traceback" not in result.output

@@ -75,12 +75,18 @@ def _unit_factor(units: dict, key: str, where: str, dimension: str) -> float:
 
 
 def _check_geometry(record_id: str, mol: Molecule, positions: np.ndarray, where: str):
-    """Bonded atoms must be close and the geometry finite: catches atom-order mismatches."""
+    """Bonded atoms must lie within 1.4x the sum of their covalent radii: catches positions
+    whose atom order does not match the mapped SMILES."""
+    from rdkit import Chem
+
     bonds = mol.bonds()
     if not len(bonds):
         return
+    table = Chem.GetPeriodicTable()
+    radius = 0.1 * np.array([table.GetRcovalent(int(z)) for z in mol.atomic_numbers])
+    limit = 1.4 * (radius[bonds[:, 0]] + radius[bonds[:, 1]])
     d = np.linalg.norm(positions[:, bonds[:, 0]] - positions[:, bonds[:, 1]], axis=-1)
-    bad = np.argwhere(d > 0.25)  # nm; no covalent bond in these molecules exceeds ~0.2 nm
+    bad = np.argwhere(d > limit)
     if len(bad):
         k, b = bad[0]
         i, j = bonds[b]

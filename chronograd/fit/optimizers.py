@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -37,6 +38,10 @@ def _as_numpy(tree):
     return jax.tree_util.tree_map(np.asarray, tree)
 
 
+def _as_jax(tree):
+    return jax.tree_util.tree_map(jnp.asarray, tree)
+
+
 def adam(learning_rate: float = 0.05) -> Optimizer:
     tx = optax.adam(learning_rate)
 
@@ -46,7 +51,7 @@ def adam(learning_rate: float = 0.05) -> Optimizer:
 
     def step(state, ev):
         loss, grad, parts = ev.value_and_grad(state["phi"])
-        updates, opt = tx.update(grad, state["opt"], state["phi"])
+        updates, opt = tx.update(jnp.asarray(grad), _as_jax(state["opt"]), state["phi"])
         phi = np.asarray(optax.apply_updates(state["phi"], updates))
         info = {"loss": loss, "targets": parts, "grad_norm": float(np.linalg.norm(grad))}
         return {"phi": phi, "opt": _as_numpy(opt), "loss": loss}, info
@@ -67,7 +72,7 @@ def lbfgs(memory_size: int = 10, max_backtracks: int = 20, c1: float = 1e-4) -> 
             loss, grad, parts = ev.value_and_grad(phi)
         else:
             loss, grad, parts = state["loss"], state["grad"], state["parts"]
-        direction, opt = tx.update(grad, state["opt"], phi)
+        direction, opt = tx.update(jnp.asarray(grad), _as_jax(state["opt"]), jnp.asarray(phi))
         d = -np.asarray(direction)
         slope = float(grad @ d)
         if not slope < 0:  # not a descent direction: restart along -grad

@@ -153,11 +153,10 @@ def run_fit(cfg, *, resume: bool = False, stop_after: int | None = None,
         progress: show a progress bar.
         client: a dask Client (default: from ``[parallel]``).
     """
-    from chronograd.fit.objective import Evaluator
-    from chronograd.fit.parallel import DaskRemote, make_client
+    from chronograd.fit.parallel import make_client
 
     out = cfg.resolve(cfg.output["directory"])
-    ckpt_path, log_path = out / "checkpoint.pkl", out / "log.jsonl"
+    ckpt_path = out / "checkpoint.pkl"
     sha = hashlib.sha256(cfg.text.encode()).hexdigest()
     if resume:
         if not ckpt_path.is_file():
@@ -181,8 +180,26 @@ def run_fit(cfg, *, resume: bool = False, stop_after: int | None = None,
     theta0 = obj.theta(np.zeros(obj.n))
     for t in obj.targets:
         t.check_finite(theta0)
-    if client is None:
+    own = client is None
+    if own:
         client = make_client(cfg)
+    try:
+        return _iterate(cfg, opt, ff, obj, client, resume, ckpt if resume else None, out, sha,
+                        iterations, every, stop_after, progress)
+    finally:
+        if own and client is not None:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, every, stop_after,
+             progress):
+    from chronograd.fit.objective import Evaluator
+    from chronograd.fit.parallel import DaskRemote
+
+    ckpt_path, log_path = out / "checkpoint.pkl", out / "log.jsonl"
     ev = Evaluator(obj, client, DaskRemote(cfg, obj.fp.indices) if client else None)
 
     if resume:
