@@ -91,6 +91,7 @@ class Objective:
         self.sigma = jnp.asarray(sigma, float)
         self.theta0_selected = self.fp.phi0
         self.n = len(idx)
+        self._compiled = {}  # (kind, target position) -> jitted function
 
     # ---- coordinates ----
     def theta(self, phi):
@@ -101,36 +102,42 @@ class Objective:
         return np.asarray(self.theta0_selected + self.sigma * phi)
 
     # ---- per-target pieces (what a Dask worker evaluates) ----
-    def target_value_and_grad(self, k: int, phi):
-        if not hasattr(self, "_vg"):
-            self._vg = {}
-        if k not in self._vg:
+    def _fn(self, kind: str, k: int):
+        if (kind, k) not in self._compiled:
             t = self.targets[k]
-            self._vg[k] = jax.jit(jax.value_and_grad(lambda p: t.loss(self.theta(p))))
-        v, g = self._vg[k](jnp.asarray(phi))
+
+            def loss(p):
+                return t.loss(self.theta(p))
+
+            def residuals(p):
+                return t.residuals(self.theta(p))
+
+            if kind == "value":
+                fn = loss
+            elif kind == "grad":
+                fn = jax.value_and_grad(loss)
+            else:
+                # Both are vmapped (no per-output loops); forward mode when there are fewer
+                # parameters than residual rows, reverse mode otherwise.
+                n_rows = jax.eval_shape(residuals, jnp.zeros(self.n)).shape[0]
+                forward = self.n < n_rows and not getattr(t, "reverse_only", False)
+                jac = jax.jacfwd(residuals) if forward else jax.jacrev(residuals)
+
+                def fn(p):
+                    return residuals(p), jac(p)
+
+            self._compiled[kind, k] = jax.jit(fn)
+        return self._compiled[kind, k]
+
+    def target_value_and_grad(self, k: int, phi):
+        v, g = self._fn("grad", k)(jnp.asarray(phi))
         return float(v), np.asarray(g)
 
     def target_value(self, k: int, phi) -> float:
-        if not hasattr(self, "_v"):
-            self._v = {}
-        if k not in self._v:
-            t = self.targets[k]
-            self._v[k] = jax.jit(lambda p: t.loss(self.theta(p)))
-        return float(self._v[k](jnp.asarray(phi)))
+        return float(self._fn("value", k)(jnp.asarray(phi)))
 
     def target_residuals_and_jacobian(self, k: int, phi):
-        if not hasattr(self, "_rj"):
-            self._rj = {}
-        if k not in self._rj:
-            t = self.targets[k]
-            r = lambda p: t.residuals(self.theta(p))  # noqa: E731
-            # Both are vmapped (no per-output loops); forward mode when there are fewer
-            # parameters than residual rows, reverse mode otherwise.
-            n_rows = jax.eval_shape(r, jnp.zeros(self.n)).shape[0]
-            forward = self.n < n_rows and not getattr(t, "reverse_only", False)
-            jac = jax.jacfwd(r) if forward else jax.jacrev(r)
-            self._rj[k] = jax.jit(lambda p: (r(p), jac(p)))
-        r, j = self._rj[k](jnp.asarray(phi))
+        r, j = self._fn("jac", k)(jnp.asarray(phi))
         return np.asarray(r), np.asarray(j)
 
     def prior(self, phi) -> float:
