@@ -18,6 +18,7 @@ uninterrupted one exactly.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -44,6 +45,7 @@ def _as_jax(tree):
 
 def adam(learning_rate: float = 0.05) -> Optimizer:
     tx = optax.adam(learning_rate)
+    update = jax.jit(tx.update)
 
     def init(phi):
         phi = np.asarray(phi, float)
@@ -51,7 +53,7 @@ def adam(learning_rate: float = 0.05) -> Optimizer:
 
     def step(state, ev):
         loss, grad, parts = ev.value_and_grad(state["phi"])
-        updates, opt = tx.update(jnp.asarray(grad), _as_jax(state["opt"]), state["phi"])
+        updates, opt = update(jnp.asarray(grad), _as_jax(state["opt"]), jnp.asarray(state["phi"]))
         phi = np.asarray(optax.apply_updates(state["phi"], updates))
         info = {"loss": loss, "targets": parts, "grad_norm": float(np.linalg.norm(grad))}
         return {"phi": phi, "opt": _as_numpy(opt), "loss": loss}, info
@@ -59,8 +61,16 @@ def adam(learning_rate: float = 0.05) -> Optimizer:
     return Optimizer(init, step, "adam")
 
 
-def lbfgs(memory_size: int = 10, max_backtracks: int = 20, c1: float = 1e-4) -> Optimizer:
+@functools.cache
+def _lbfgs_transform(memory_size: int):
+    """optax's L-BFGS direction and its update compiled once per memory size (one call
+    instead of dozens of eager ops per step; shared by every lbfgs() optimizer)."""
     tx = optax.scale_by_lbfgs(memory_size=memory_size)
+    return tx, jax.jit(tx.update)
+
+
+def lbfgs(memory_size: int = 10, max_backtracks: int = 20, c1: float = 1e-4) -> Optimizer:
+    tx, update = _lbfgs_transform(int(memory_size))
 
     def init(phi):
         phi = np.asarray(phi, float)
@@ -72,7 +82,7 @@ def lbfgs(memory_size: int = 10, max_backtracks: int = 20, c1: float = 1e-4) -> 
             loss, grad, parts = ev.value_and_grad(phi)
         else:
             loss, grad, parts = state["loss"], state["grad"], state["parts"]
-        direction, opt = tx.update(jnp.asarray(grad), _as_jax(state["opt"]), jnp.asarray(phi))
+        direction, opt = update(jnp.asarray(grad), _as_jax(state["opt"]), jnp.asarray(phi))
         d = -np.asarray(direction)
         slope = float(grad @ d)
         if not slope < 0:  # not a descent direction: restart along -grad
