@@ -16,7 +16,7 @@
 
     [[targets]]
     name = "torsions"
-    type = "torsion_profile"      # or "energy_force"
+    type = "torsion_profile"      # energy_force | torsion_profile | optimized_geometry | liquid
     dataset = "../data/qm"         # relative to this file
     records = ["scan-ethanol"]     # or kinds = ["torsion_scan"]
     weight = 1.0
@@ -53,14 +53,21 @@ _SCHEMA = {
                 "weight": (int, float), "energy_weight": (int, float),
                 "force_weight": (int, float), "energy_denominator": str,
                 "force_denominator": str, "reference": str, "split": str,
-                "bond_denominator": str, "angle_denominator": str, "tolerance": (int, float)},
+                "bond_denominator": str, "angle_denominator": str, "tolerance": (int, float),
+                # type = "liquid" (plain numbers: K, bar, g/mL, kJ/mol, ps, 1/ps, steps)
+                "smiles": str, "n_molecules": int, "temperature": (int, float),
+                "pressure": (int, float), "density": (int, float), "hvap": (int, float),
+                "density_denominator": (int, float), "hvap_denominator": (int, float),
+                "timestep": (int, float), "friction": (int, float), "equilibration": int,
+                "production": int, "every": int, "gas_production": int, "gas_every": int,
+                "min_ess": (int, float), "seed": int, "initial_density": (int, float)},
     "optimizer": {"method": str, "iterations": int, "learning_rate": (int, float),
                   "memory_size": int, "damping": (int, float), "mutation_scale": (int, float),
                   "temperature": (int, float), "seed": int},
     "output": {"directory": str, "checkpoint_every": int, "report": bool},
     "parallel": {"cluster": str, "workers": int, "jobqueue": dict},
 }
-_REQUIRED = {"forcefield": ["file"], "targets": ["type", "dataset"], "optimizer": ["method"],
+_REQUIRED = {"forcefield": ["file"], "targets": ["type"], "optimizer": ["method"],
              "output": ["directory"]}
 _ARRAYS = {"parameters", "targets"}
 
@@ -173,6 +180,12 @@ def load_config(path) -> FitConfig:
         t.setdefault("name", names[i])
         if names.count(t["name"]) > 1:
             raise cfg.error("targets", "name", i, f"target name {t['name']!r} is used twice")
+        if t["type"] == "liquid":
+            if "smiles" not in t:
+                raise cfg.error("targets", index=i, message="a liquid target needs 'smiles'")
+            continue
+        if "dataset" not in t:
+            raise cfg.error("targets", index=i, message="missing required key 'dataset'")
         if "records" not in t and "kinds" not in t:
             raise cfg.error("targets", index=i, message="give 'records' (ids) or 'kinds'")
     cfg.optimizer = data["optimizer"]

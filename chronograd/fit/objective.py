@@ -106,11 +106,11 @@ class Objective:
         if (kind, k) not in self._compiled:
             t = self.targets[k]
 
-            def loss(p):
-                return t.loss(self.theta(p))
+            def loss(p, data=()):
+                return t.loss(self.theta(p), *data)
 
-            def residuals(p):
-                return t.residuals(self.theta(p))
+            def residuals(p, data=()):
+                return t.residuals(self.theta(p), *data)
 
             if kind == "value":
                 fn = loss
@@ -119,25 +119,34 @@ class Objective:
             else:
                 # Both are vmapped (no per-output loops); forward mode when there are fewer
                 # parameters than residual rows, reverse mode otherwise.
-                n_rows = jax.eval_shape(residuals, jnp.zeros(self.n)).shape[0]
-                forward = self.n < n_rows and not getattr(t, "reverse_only", False)
+                forward = (not getattr(t, "reverse_only", False) and self.n
+                           < jax.eval_shape(residuals, jnp.zeros(self.n)).shape[0])
                 jac = jax.jacfwd(residuals) if forward else jax.jacrev(residuals)
 
-                def fn(p):
-                    return residuals(p), jac(p)
+                def fn(p, data=()):
+                    return residuals(p, data), jac(p, data)
 
             self._compiled[kind, k] = jax.jit(fn)
         return self._compiled[kind, k]
 
+    def prepare(self, k: int, phi) -> tuple:
+        """Host-side data target k needs at phi (a sample of frames for condensed-phase
+        targets, which may re-simulate here; nothing for QM targets)."""
+        t = self.targets[k]
+        return (t.prepare(self.theta(jnp.asarray(phi))),) if hasattr(t, "prepare") else ()
+
     def target_value_and_grad(self, k: int, phi):
-        v, g = self._fn("grad", k)(jnp.asarray(phi))
+        phi = jnp.asarray(phi)
+        v, g = self._fn("grad", k)(phi, self.prepare(k, phi))
         return float(v), np.asarray(g)
 
     def target_value(self, k: int, phi) -> float:
-        return float(self._fn("value", k)(jnp.asarray(phi)))
+        phi = jnp.asarray(phi)
+        return float(self._fn("value", k)(phi, self.prepare(k, phi)))
 
     def target_residuals_and_jacobian(self, k: int, phi):
-        r, j = self._fn("jac", k)(jnp.asarray(phi))
+        phi = jnp.asarray(phi)
+        r, j = self._fn("jac", k)(phi, self.prepare(k, phi))
         return np.asarray(r), np.asarray(j)
 
     def prior(self, phi) -> float:

@@ -53,9 +53,11 @@ def build_target(cfg, i, ff):
     from chronograd.fit.targets import TARGETS
 
     t = cfg.targets[i]
+    if t["type"] == "liquid":
+        return _liquid_target(cfg, i, t, ff)
     if t["type"] not in TARGETS:
         raise cfg.error("targets", "type", i, f"unknown target type {t['type']!r}; choose"
-                        f" one of {', '.join(TARGETS)}")
+                        f" one of {', '.join([*TARGETS, 'liquid'])}")
     kw = {k: t[k] for k in ("weight", "energy_weight", "force_weight", "reference",
                             "tolerance") if k in t}
     for k in ("energy_denominator", "force_denominator", "bond_denominator",
@@ -74,6 +76,25 @@ def build_target(cfg, i, ff):
     try:
         return TARGETS[t["type"]](ff, records, name=t["name"],
                                   charges=cfg.forcefield.get("charges", "am1bcc"), **kw)
+    except InputError as e:
+        raise cfg.error("targets", index=i, message=str(e)) from None
+
+
+_LIQUID_KEYS = ("smiles", "n_molecules", "temperature", "pressure", "density", "hvap",
+                "density_denominator", "hvap_denominator", "weight", "timestep", "friction",
+                "equilibration", "production", "every", "gas_production", "gas_every",
+                "min_ess", "seed", "initial_density")
+
+
+def _liquid_target(cfg, i, t, ff):
+    from chronograd.fit.liquid import LiquidTarget
+
+    extra = [k for k in t if k not in _LIQUID_KEYS + ("name", "type")]
+    if extra:
+        raise cfg.error("targets", extra[0], i, "not an option of 'liquid' targets")
+    try:
+        return LiquidTarget(ff, name=t["name"], charges=cfg.forcefield.get("charges"),
+                            **{k: t[k] for k in _LIQUID_KEYS if k in t})
     except InputError as e:
         raise cfg.error("targets", index=i, message=str(e)) from None
 
@@ -177,6 +198,14 @@ def run_fit(cfg, *, resume: bool = False, stop_after: int | None = None,
                         message="must be positive")
     opt = _optimizer(cfg)
     ff, obj = build_objective(cfg)
+    sampled = [k for k, t in enumerate(obj.targets) if hasattr(t, "get_state")]
+    if sampled and (client is not None or cfg.parallel.get("cluster", "none") != "none"):
+        raise cfg.error("parallel", "cluster", message=f"target"
+                        f" {obj.targets[sampled[0]].name!r} keeps a simulated sample in this"
+                        " process; run fits with liquid targets with cluster = \"none\"")
+    if resume:
+        for k, state in ckpt.get("target_states", {}).items():
+            obj.targets[k].set_state(state)
     theta0 = obj.theta(np.zeros(obj.n))
     for t in obj.targets:
         t.check_finite(theta0)
@@ -215,7 +244,9 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
     def save(k):
         blob = {"config_sha256": sha, "iteration": k, "state": state, "log": log,
                 "evaluations": (ev.n_value, ev.n_gradient, ev.n_jacobian),
-                "wall_s": wall0 + time.perf_counter() - t0, "labels": obj.labels}
+                "wall_s": wall0 + time.perf_counter() - t0, "labels": obj.labels,
+                "target_states": {j: t.get_state() for j, t in enumerate(obj.targets)
+                                  if hasattr(t, "get_state")}}
         _atomic_write(ckpt_path, pickle.dumps(blob))
         _atomic_write(log_path, _log_text(log).encode())
 
@@ -236,6 +267,10 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
                      "evaluations": {"value": ev.n_value, "gradient": ev.n_gradient,
                                      "jacobian": ev.n_jacobian},
                      "wall_s": round(wall0 + time.perf_counter() - t0, 3)}
+            for t in obj.targets:
+                if hasattr(t, "get_state"):  # sampled targets: how the last value was made
+                    entry.setdefault("sampling", {})[t.name] = {
+                        "simulations": t.n_simulations, "ess_fraction": t.last_ess}
             entry.update({k2: v for k2, v in info.items()
                           if k2 not in ("loss", "targets") and np.isscalar(v)})
             log.append(entry)
@@ -259,12 +294,15 @@ def _finish(cfg, ff, obj, state, log, out, ev):
     stage.mkdir()
     name = Path(cfg.forcefield["file"]).stem + "-fitted.offxml"
     ff.to_offxml(stage / name, theta)
-    before, after = _metrics(obj, np.zeros(obj.n)), _metrics(obj, phi)
+    # initial metrics and loss first, then final ones (sampled targets re-simulate at most
+    # once for each)
+    before = _metrics(obj, np.zeros(obj.n))
+    loss0 = float(sum(obj.target_value(k, np.zeros(obj.n)) for k in range(len(obj.targets))))
+    after = _metrics(obj, phi)
     values0, values = obj.values(np.zeros(obj.n)), obj.values(phi)
     summary = {
         "finished": True, "forcefield": name, "iterations": len(log),
-        "loss_initial": float(sum(obj.target_value(k, np.zeros(obj.n))
-                                  for k in range(len(obj.targets)))),
+        "loss_initial": loss0,
         "loss_final": log[-1]["loss"] if log else None,
         "optimizer": cfg.optimizer["method"],
         "evaluations": {"value": ev.n_value, "gradient": ev.n_gradient,
