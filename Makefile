@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_dynamics.py
 	$(PY) benchmarks/bench_gradients.py
 	$(PY) benchmarks/bench_fit.py
+	$(PY) benchmarks/bench_fit_heldout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
