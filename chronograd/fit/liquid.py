@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chronograd import observables
 from chronograd.dynamics.state import BOLTZMANN
 from chronograd.errors import InputError
 
@@ -102,7 +103,7 @@ class LiquidTarget:
         self.records = [SimpleNamespace(system=self.liquid), SimpleNamespace(system=self.gas)]
         self.split = None
         self._start = {"liquid": (pos, box), "gas": (np.asarray(mol.positions), None)}
-        self._total_mass = float(np.sum(np.asarray(self.liquid.masses)))
+        self._density = observables.density(self.liquid.masses)
         U_liq = self.liquid.energy_fn()
         U_gas = self.gas.energy_fn()
         self._U_liq, self._U_gas = U_liq, U_gas
@@ -190,9 +191,9 @@ class LiquidTarget:
             ess = 1.0
         self.last_ess = float(ess)
         s = self.sample
-        rho = self._total_mass / 6.02214076e23 / (np.abs(np.linalg.det(s["boxes"])) * 1e-21)
+        rho = jax.vmap(lambda b: self._density(None, b))(jnp.asarray(s["boxes"]))
         return (jnp.asarray(s["frames"]), jnp.asarray(s["boxes"]), jnp.asarray(s["u_liquid"]),
-                jnp.asarray(rho), jnp.asarray(s["gas_frames"]), jnp.asarray(s["u_gas"]))
+                rho, jnp.asarray(s["gas_frames"]), jnp.asarray(s["u_gas"]))
 
     def get_state(self):
         return {"sample": self.sample, "n_simulations": self.n_simulations}
