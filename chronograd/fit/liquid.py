@@ -101,12 +101,10 @@ class LiquidTarget:
         self.liquid = ff.create_system(mols, box=box, charges=charges)
         self.gas = ff.create_system(mol, charges=charges)
         self.records = [SimpleNamespace(system=self.liquid), SimpleNamespace(system=self.gas)]
-        self.split = None
         self._start = {"liquid": (pos, box), "gas": (np.asarray(mol.positions), None)}
         self._density = observables.density(self.liquid.masses)
         U_liq = self.liquid.energy_fn()
         U_gas = self.gas.energy_fn()
-        self._U_liq, self._U_gas = U_liq, U_gas
         self._energies = {
             "liquid": jax.jit(lambda xs, bs, th: jax.lax.map(
                 lambda xb: U_liq(xb[0], xb[1], th), (xs, bs))),

@@ -80,21 +80,19 @@ def build_target(cfg, i, ff):
         raise cfg.error("targets", index=i, message=str(e)) from None
 
 
-_LIQUID_KEYS = ("smiles", "n_molecules", "temperature", "pressure", "density", "hvap",
-                "density_denominator", "hvap_denominator", "weight", "timestep", "friction",
-                "equilibration", "production", "every", "gas_production", "gas_every",
-                "min_ess", "seed", "initial_density")
-
-
 def _liquid_target(cfg, i, t, ff):
+    import inspect
+
     from chronograd.fit.liquid import LiquidTarget
 
-    extra = [k for k in t if k not in _LIQUID_KEYS + ("name", "type")]
+    options = {k: v for k, v in t.items() if k not in ("name", "type")}
+    accepted = inspect.signature(LiquidTarget.__init__).parameters
+    extra = [k for k in options if k not in accepted or k in ("ff", "charges")]
     if extra:
         raise cfg.error("targets", extra[0], i, "not an option of 'liquid' targets")
     try:
         return LiquidTarget(ff, name=t["name"], charges=cfg.forcefield.get("charges"),
-                            **{k: t[k] for k in _LIQUID_KEYS if k in t})
+                            **options)
     except InputError as e:
         raise cfg.error("targets", index=i, message=str(e)) from None
 
