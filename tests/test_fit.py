@@ -204,8 +204,8 @@ def test_config_errors_name_key_and_line(tmp_path):
          r"\[\[targets\]\] #2 records: no record 'conf-ethanoll'"),
         (text.replace('method = "lbfgs"', 'method = "sgd"'), "sgd",
          r"\[optimizer\] method: unknown optimizer 'sgd'"),
-        (text + '\n[priors]\n"Bonds.length" = "0.1 * angstroms"\n', "angstroms",
-         r"\[priors\] Bonds.length: .*angstroms"),
+        (text + '\n[priors]\n"Bonds.length" = "0.1 * kilocalorie_per_mole"\n', "kilocalorie",
+         r"\[priors\] Bonds.length: .*has dimension energy/amount, expected length"),
     ]
     for bad, marker, pattern in cases:
         cfg.path.write_text(bad)
@@ -274,20 +274,17 @@ def test_target_that_turns_nan_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(objective.Objective, "target_value_and_grad", poisoned)
     with pytest.raises(FitError, match="target conformers gave a non-finite loss"):
         run_fit(cfg, progress=False)
-    assert (tmp_path / "out/checkpoint.pkl").exists()
+    assert (tmp_path / "out/checkpoint.npz").exists()
     assert not (tmp_path / "out/summary.json").exists()
     shutil.rmtree(tmp_path / "out")
 
 
 def test_cli_fit_reports_bad_config_without_traceback(tmp_path):
-    from typer.testing import CliRunner
-
-    from chronograd.cli.main import app
+    from cli_helpers import run_cli
 
     cfg = _config(tmp_path)
     cfg.path.write_text(cfg.path.read_text().replace("iterations = 4", "iterations = -1"))
-    result = CliRunner().invoke(app, ["fit", str(cfg.path)])
-    assert result.exit_code == 1
-    assert "line" in result.output and "[optimizer] iterations: must be positive" in \
-        result.output
-    assert "Traceback" not in result.output
+    result = run_cli("fit", cfg.path)
+    assert result.code == 1
+    message = result.one_line_error()  # one line, no traceback
+    assert "line" in message and "[optimizer] iterations: must be positive" in message

@@ -9,7 +9,6 @@ half-written checkpoint.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import jax
@@ -161,59 +160,104 @@ class CheckpointReporter(Reporter):
 
     def __init__(self, path, every: int = 1000):
         self.path, self.every = Path(path), int(every)
+        self._fingerprint = None
 
     def report(self, state, info):
-        save_checkpoint(self.path, state)
+        integrator = info["integrator"]
+        if self._fingerprint is None:
+            self._fingerprint = system_fingerprint(integrator.system)
+        save_checkpoint(self.path, state, integrator, fingerprint=self._fingerprint)
 
 
-def save_checkpoint(path, state: MDState) -> None:
-    data = {
+CHECKPOINT_FORMAT = "chronograd.md-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def system_fingerprint(system) -> str:
+    """SHA-256 of the system as ``chronograd.save`` writes it (structure and parameters)."""
+    import hashlib
+    import json
+
+    from chronograd.system.serialize import system_to_dict
+
+    text = json.dumps(system_to_dict(system), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def save_checkpoint(path, state: MDState, integrator, *, fingerprint: str | None = None) -> None:
+    """Write ``state`` as a checkpoint archive (JSON header + arrays, no pickle) that records
+    the integrator and the SHA-256 of its system, checked by ``load_checkpoint``."""
+    from chronograd.interop.archive import write_archive
+
+    arrays = {
         "positions": np.asarray(state.positions),
         "velocities": np.asarray(state.velocities),
         "forces": np.asarray(state.forces),
         "potential_energy": np.asarray(state.potential_energy),
-        "step": np.asarray(state.step),
         "key": np.asarray(jax.random.key_data(state.key)),
-        "has_box": np.asarray(state.box is not None),
         "box": np.zeros((3, 3)) if state.box is None else np.asarray(state.box),
     }
     for k, v in state.extra.items():
-        data[f"extra:{k}"] = np.asarray(v)
+        arrays[f"extra:{k}"] = np.asarray(v)
+    header = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+              "system_sha256": fingerprint or system_fingerprint(integrator.system),
+              "integrator": integrator.name, "step": int(state.step),
+              "has_box": state.box is not None}
     if state.neighbors is not None:
-        data["nl_max_neighbors"] = np.asarray(state.neighbors.max_neighbors)
-        data["nl_cell_capacity"] = np.asarray(state.neighbors.cell_capacity)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **data)
-    os.replace(tmp, path)
+        header["neighbor_list"] = [int(state.neighbors.max_neighbors),
+                                   int(state.neighbors.cell_capacity)]
+    write_archive(path, header, arrays)
 
 
 def load_checkpoint(path, integrator) -> MDState:
-    """The state saved by a CheckpointReporter, ready for ``simulate`` with ``integrator``."""
+    """The state saved by a CheckpointReporter, ready for ``simulate`` with ``integrator``.
+
+    Raises:
+        InputError: the file is not an intact checkpoint of this version, or it belongs to
+            another system or integrator (named), or its arrays do not fit the system.
+    """
     import jax.numpy as jnp
 
     from chronograd.errors import InputError
+    from chronograd.interop.archive import read_archive
 
-    try:
-        data = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a chronograd checkpoint ({exc})") from None
+    header, data = read_archive(path, format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION,
+                                what="MD checkpoint")
+    if header.get("system_sha256") != system_fingerprint(integrator.system):
+        raise InputError(f"{path}: this checkpoint belongs to another system (its SHA-256"
+                         " differs: other molecules, force field or parameters); resume with"
+                         " the inputs that wrote it")
+    if header.get("integrator") != integrator.name:
+        raise InputError(f"{path}: written by the {header.get('integrator')!r} integrator;"
+                         f" resume with the same integrator, not {integrator.name!r}")
     n = integrator.system.n_atoms
-    if data["positions"].shape != (n, 3):
-        raise InputError(f"{path}: checkpoint has {data['positions'].shape[0]} particles, the"
-                         f" system {n}")
-    box = jnp.asarray(data["box"]) if bool(data["has_box"]) else None
+    key_shape = jax.random.key_data(jax.random.key(0)).shape
+    shapes = {"positions": (n, 3), "velocities": (n, 3), "forces": (n, 3),
+              "potential_energy": (), "box": (3, 3), "key": key_shape}
+    for name, shape in shapes.items():
+        a = data.get(name)
+        if a is None or a.shape != shape or a.dtype.kind != ("u" if name == "key" else "f"):
+            raise InputError(f"{path}: checkpoint array {name!r} has shape"
+                             f" {None if a is None else a.shape}, expected {shape} for this"
+                             " system")
+    step, has_box = header.get("step"), header.get("has_box")
+    if not isinstance(step, int) or step < 0 or not isinstance(has_box, bool):
+        raise InputError(f"{path}: the checkpoint header is malformed (step, has_box)")
+    box = jnp.asarray(data["box"]) if has_box else None
     x = jnp.asarray(data["positions"])
     nbrs = None
     if integrator.neighbor_fns is not None:
-        nbrs = integrator.neighbor_fns.allocate(
-            x, box, max_neighbors=int(data["nl_max_neighbors"]),
-            cell_capacity=int(data["nl_cell_capacity"]))
-    extra = {k.split(":", 1)[1]: jnp.asarray(data[k]) for k in data.files
+        sizes = header.get("neighbor_list")
+        if not (isinstance(sizes, list) and len(sizes) == 2
+                and all(isinstance(v, int) and v >= 0 for v in sizes)):
+            raise InputError(f"{path}: the checkpoint has no neighbor-list sizes")
+        nbrs = integrator.neighbor_fns.allocate(x, box, max_neighbors=sizes[0],
+                                                cell_capacity=sizes[1])
+    extra = {k.split(":", 1)[1]: jnp.asarray(v) for k, v in data.items()
              if k.startswith("extra:")}
     return MDState(x, jnp.asarray(data["velocities"]), jnp.asarray(data["forces"]),
-                   jnp.asarray(data["potential_energy"]), box, nbrs, jnp.asarray(data["step"]),
-                   jax.random.wrap_key_data(jnp.asarray(data["key"])), extra)
+                   jnp.asarray(data["potential_energy"]), box, nbrs, jnp.asarray(step),
+                   jax.random.wrap_key_data(jnp.asarray(data["key"], jnp.uint32)), extra)
 
 
 class ReservoirReporter(Reporter):

@@ -24,11 +24,15 @@ MAX_SPEED = 50.0  # nm/ps; water at 300 K moves ~0.6 nm/ps, so this is an explos
 
 
 class SimulationError(ChronogradError):
-    """A simulation blew up; ``last_good_state`` is the state at the start of the chunk."""
+    """A simulation blew up; ``last_good_state`` is the state at the start of the chunk,
+    ``step`` the first bad step and ``reason`` what went wrong there."""
 
-    def __init__(self, message, last_good_state=None):
+    def __init__(self, message, last_good_state=None, *, step: int | None = None,
+                 reason: str = ""):
         super().__init__(message)
         self.last_good_state = last_good_state
+        self.step = step
+        self.reason = reason
 
 
 def _chunk_fn(integrator, barostat, chunk: int):
@@ -88,7 +92,7 @@ def simulate(integrator, state: MDState, n_steps: int, *, params=None, reporters
         _COMPILED[key] = _chunk_fn(integrator, barostat, chunk)
     run = _COMPILED[key]
     info = {"masses": np.asarray(system.masses), "dof": integrator.dof,
-            "timestep": integrator.timestep}
+            "timestep": integrator.timestep, "integrator": integrator}
     done = 0
     while done < n_steps:
         p = None if protocol is None else jax.tree_util.tree_map(
@@ -105,11 +109,12 @@ def simulate(integrator, state: MDState, n_steps: int, *, params=None, reporters
             k = int(np.argmax(broken))
             what = ("the potential energy is not finite" if not np.isfinite(energies[k])
                     else f"an atom moves at {speeds[k]:.3g} nm/ps")
+            at = int(state.step) + k + 1
             raise SimulationError(
-                f"the simulation blew up at step {int(state.step) + k + 1}: {what}. The"
-                f" last good state (step {int(state.step)}) is kept in"
-                " error.last_good_state; try a smaller timestep, minimizing first, or"
-                " checking the starting structure for clashes", state)
+                f"the simulation blew up at step {at}: {what}. The last good state (step"
+                f" {int(state.step)}) is kept in error.last_good_state; try a smaller"
+                " timestep, minimizing first, or checking the starting structure for clashes",
+                state, step=at, reason=what)
         state = new
         done += chunk
         step = int(state.step)

@@ -2,7 +2,7 @@
 ``step(state, evaluator) -> (state, info)``.
 
 The objective is evaluated on the host (possibly on Dask workers), so the loop is a host loop;
-each state is a small pytree of NumPy arrays and numbers that pickles into a checkpoint, and a
+each state is a small pytree of NumPy arrays and numbers stored as data in a checkpoint, and a
 step depends only on the state (random keys included), so a resumed fit repeats an
 uninterrupted one exactly.
 

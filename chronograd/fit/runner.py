@@ -1,8 +1,9 @@
 """The fit loop behind ``chronograd fit``: build, check, iterate with checkpoints, write outputs.
 
 Everything that can be wrong with the input (config, data, force field, a target that is not
-finite at the start) is found before the output directory is touched. During the fit the
-directory holds ``checkpoint.pkl`` and ``log.jsonl``, each replaced atomically; at the end the
+finite at the start, a checkpoint that does not belong to this fit) is found before the output
+directory is touched. During the fit the directory holds ``checkpoint.npz`` (data only, see
+``chronograd.fit.checkpoint``) and ``log.jsonl``, each replaced atomically; at the end the
 fitted ``.offxml``, ``summary.json`` and the report are written to a staging folder and moved
 in, so no file in it is ever half-written.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import shutil
 import time
 from pathlib import Path
@@ -167,24 +167,33 @@ def run_fit(cfg, *, resume: bool = False, stop_after: int | None = None,
     """Run (or resume) the fit described by ``cfg``; returns the summary dict.
 
     Args:
-        resume: continue from ``checkpoint.pkl`` in the output directory.
+        resume: continue from ``checkpoint.npz`` in the output directory.
         stop_after: run at most this many iterations now (the checkpoint allows --resume).
         progress: show a progress bar.
         client: a dask Client (default: from ``[parallel]``).
     """
+    from chronograd.fit.checkpoint import (
+        FILENAME,
+        LEGACY_FILENAME,
+        open_fit_checkpoint,
+        restore_fit_checkpoint,
+    )
     from chronograd.fit.parallel import make_client
 
     out = cfg.resolve(cfg.output["directory"])
-    ckpt_path = out / "checkpoint.pkl"
+    ckpt_path = out / FILENAME
     sha = hashlib.sha256(cfg.text.encode()).hexdigest()
+    if out.exists() and not out.is_dir():
+        raise cfg.error("output", "directory", message=f"{out} exists and is not a directory")
     if resume:
         if not ckpt_path.is_file():
-            raise InputError(f"{out}: no checkpoint.pkl to resume from; run without --resume")
-        with open(ckpt_path, "rb") as f:
-            ckpt = pickle.load(f)
-        if ckpt["config_sha256"] != sha:
-            raise InputError(f"{cfg.path}: the config changed since the checkpoint in {out}"
-                             " was written; resume with the same config or start a new fit")
+            legacy = (out / LEGACY_FILENAME).is_file()
+            raise InputError(f"{out}: no {FILENAME} to resume from"
+                             + (f"; {LEGACY_FILENAME} is an older, pickled format that"
+                                " chronograd no longer reads (unpickling can run code): start"
+                                " the fit again without --resume in a new directory"
+                                if legacy else "; run without --resume"))
+        opened = open_fit_checkpoint(ckpt_path, config_sha256=sha, config_path=cfg.path)
     elif out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: output directory exists and is not empty; use --resume to"
                          " continue its fit, or choose another [output] directory")
@@ -201,8 +210,15 @@ def run_fit(cfg, *, resume: bool = False, stop_after: int | None = None,
         raise cfg.error("parallel", "cluster", message=f"target"
                         f" {obj.targets[sampled[0]].name!r} keeps a simulated sample in this"
                         " process; run fits with liquid targets with cluster = \"none\"")
+    ckpt = None
     if resume:
-        for k, state in ckpt.get("target_states", {}).items():
+        ckpt = restore_fit_checkpoint(*opened, path=ckpt_path, labels=obj.labels,
+                                      state_template=opt.init(np.zeros(obj.n)),
+                                      iterations=iterations)
+        for k, state in ckpt["target_states"].items():
+            if not isinstance(k, int) or k not in sampled:
+                raise InputError(f"{ckpt_path}: holds a sample for target {k!r}, which this"
+                                 " config does not simulate")
             obj.targets[k].set_state(state)
     theta0 = obj.theta(np.zeros(obj.n))
     for t in obj.targets:
@@ -211,8 +227,8 @@ def run_fit(cfg, *, resume: bool = False, stop_after: int | None = None,
     if own:
         client = make_client(cfg)
     try:
-        return _iterate(cfg, opt, ff, obj, client, resume, ckpt if resume else None, out, sha,
-                        iterations, every, stop_after, progress)
+        return _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, every,
+                        stop_after, progress)
     finally:
         if own and client is not None:
             cluster = getattr(client, "cluster", None)
@@ -223,10 +239,11 @@ def run_fit(cfg, *, resume: bool = False, stop_after: int | None = None,
 
 def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, every, stop_after,
              progress):
+    from chronograd.fit.checkpoint import FILENAME, write_fit_checkpoint
     from chronograd.fit.objective import Evaluator
     from chronograd.fit.parallel import DaskRemote
 
-    ckpt_path, log_path = out / "checkpoint.pkl", out / "log.jsonl"
+    ckpt_path, log_path = out / FILENAME, out / "log.jsonl"
     ev = Evaluator(obj, client, DaskRemote(cfg, obj.fp.indices) if client else None)
 
     if resume:
@@ -240,12 +257,12 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
     end = iterations if stop_after is None else min(iterations, start + stop_after)
 
     def save(k):
-        blob = {"config_sha256": sha, "iteration": k, "state": state, "log": log,
+        blob = {"iteration": k, "state": state, "log": log,
                 "evaluations": (ev.n_value, ev.n_gradient, ev.n_jacobian),
                 "wall_s": wall0 + time.perf_counter() - t0, "labels": obj.labels,
                 "target_states": {j: t.get_state() for j, t in enumerate(obj.targets)
                                   if hasattr(t, "get_state")}}
-        _atomic_write(ckpt_path, pickle.dumps(blob))
+        write_fit_checkpoint(ckpt_path, blob, config_sha256=sha)
         _atomic_write(log_path, _log_text(log).encode())
 
     bar = _progress(progress, end - start, start, iterations, opt.name)

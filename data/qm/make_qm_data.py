@@ -125,7 +125,7 @@ def qm(job):
     key, numbers, positions = job
     path = CACHE / f"{key}.npz"
     if path.exists():
-        d = np.load(path)
+        d = np.load(path, allow_pickle=False)
         return key, float(d["energy"]), d["gradient"], float(d["dispersion"])
     from pyscf import lib
 
@@ -165,7 +165,7 @@ def qm_optimize(job):
     key, numbers, positions = job
     path = CACHE / f"{key}.npz"
     if path.exists():
-        d = np.load(path)
+        d = np.load(path, allow_pickle=False)
         return key, d["positions"], float(d["energy"]), d["gradient"], float(d["dispersion"])
     from pyscf import gto, lib
     from pyscf.geomopt import as_pyscf_method, geometric_solver
