@@ -41,8 +41,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chronograd import units
 from chronograd.errors import InputError
-from chronograd.forcefield.quantity import parse_quantity
+from chronograd.forcefield.quantity import expected_dimension, parse_quantity
 
 _SCHEMA = {
     "forcefield": {"file": str, "charges": str},
@@ -66,6 +67,12 @@ _SCHEMA = {
                   "temperature": (int, float), "seed": int},
     "output": {"directory": str, "checkpoint_every": int, "report": bool},
     "parallel": {"cluster": str, "workers": int, "jobqueue": dict},
+}
+# Dimensions of the quantity-valued target options.
+_DIMENSIONS = {
+    "energy_denominator": units.MOLAR_ENERGY,
+    "force_denominator": units.dimension_product((units.MOLAR_ENERGY, 1), (units.LENGTH, -1)),
+    "bond_denominator": units.LENGTH, "angle_denominator": units.ANGLE,
 }
 _REQUIRED = {"forcefield": ["file"], "targets": ["type"], "optimizer": ["method"],
              "output": ["directory"]}
@@ -100,8 +107,19 @@ class FitConfig:
         return (self.path.parent / relative).resolve()
 
     def quantity(self, table, key, index=None, value=None):
+        """A quantity in internal units, checked for the dimension the key needs."""
+        expected = _DIMENSIONS.get(key)
+        if table == "priors":
+            handler, _, attribute = key.partition(".")
+            expected = expected_dimension(handler, attribute)
+            if expected is None:
+                raise self.error(table, key, index, "not a \"Handler.attribute\" of a fitted"
+                                 " parameter (e.g. \"ProperTorsions.k\", \"Bonds.length\")")
         try:
-            return parse_quantity(value)[0]
+            width = parse_quantity(value, expected)[0]
+            if table == "priors" and not width > 0:
+                raise InputError(f"a prior width must be positive, got {value!r}")
+            return width
         except InputError as e:
             raise self.error(table, key, index, f"{e} (write e.g. \"1.0 * kilocalorie_per_mole\")"
                              ) from None

@@ -16,16 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from chronograd.errors import InputError
-from chronograd.forcefield.quantity import unit_factor
 from chronograd.topology import Molecule
-
-_UNIT_NAMES = {"angstrom": "angstrom", "nanometer": "nanometer", "nm": "nanometer",
-               "bohr": "bohr", "hartree": "hartree", "kilojoule_per_mole": "kilojoule_per_mole",
-               "kj/mol": "kilojoule_per_mole", "kilocalorie_per_mole": "kilocalorie_per_mole",
-               "kcal/mol": "kilocalorie_per_mole"}
-_TO_INTERNAL = {"angstrom": 0.1, "nanometer": 1.0, "bohr": 0.0529177210903,
-                "hartree": 2625.4996394798254, "kilojoule_per_mole": 1.0,
-                "kilocalorie_per_mole": 4.184}
 
 
 @dataclass
@@ -52,26 +43,25 @@ class QMRecord:
                         None if self.angles_deg is None else self.angles_deg[keep])
 
 
-def _unit_factor(units: dict, key: str, where: str, dimension: str) -> float:
+def _unit_factor(units: dict, key: str, where: str, example: str) -> float:
+    """Factor to internal units of ``units[key]``, which must have the dimension of
+    ``example`` (e.g. "angstrom", "hartree", "hartree/bohr")."""
+    from chronograd.units import dimension_name, parse_unit
+
     if key not in units:
         raise InputError(f"{where}: 'units' has no entry for {key!r}; add e.g."
-                         f" \"{key}\": \"{dimension}\"")
-    text = str(units[key]).strip().lower().replace(" ", "")
-    parts = text.split("/")
+                         f" \"{key}\": \"{example}\"")
+    expected = parse_unit(example)[1]
     try:
-        if len(parts) == 1:
-            return _TO_INTERNAL[_UNIT_NAMES[parts[0]]]
-        if len(parts) == 2:
-            return _TO_INTERNAL[_UNIT_NAMES[parts[0]]] / _TO_INTERNAL[_UNIT_NAMES[parts[1]]]
-        if text in _UNIT_NAMES:
-            return _TO_INTERNAL[_UNIT_NAMES[text]]
-    except KeyError:
-        pass
-    try:
-        return unit_factor(str(units[key]))
-    except InputError:
-        raise InputError(f"{where}: cannot read units {units[key]!r} for {key!r}; use e.g."
-                         f" {dimension!r}") from None
+        factor, dims = parse_unit(str(units[key]))
+    except InputError as e:
+        raise InputError(f"{where}: cannot read the units {units[key]!r} of {key!r} ({e});"
+                         f" use e.g. {example!r}") from None
+    if dims != expected:
+        raise InputError(f"{where}: 'units' of {key!r} are {units[key]!r}"
+                         f" ({dimension_name(dims)}); expected {dimension_name(expected)},"
+                         f" e.g. {example!r}")
+    return factor
 
 
 def _check_geometry(record_id: str, mol: Molecule, positions: np.ndarray, where: str):
@@ -96,28 +86,91 @@ def _check_geometry(record_id: str, mol: Molecule, positions: np.ndarray, where:
             " not match the molecule (map number = atom index + 1)")
 
 
-def load_qm_dataset(path, *, records: list[str] | None = None) -> list[QMRecord]:
-    """Read a QM dataset directory (or its manifest.json); ``records`` picks ids (default all).
-
-    Raises InputError naming the file and record for missing units, arrays whose shapes or
-    atomic numbers disagree with the mapped SMILES, non-finite values and unknown ids.
-    """
+def _read_manifest(path) -> tuple[Path, dict]:
+    """(manifest path, its JSON) after checking the structure every reader relies on."""
     path = Path(path)
     manifest = path / "manifest.json" if path.is_dir() else path
     if not manifest.is_file():
         raise InputError(f"{manifest}: no such QM dataset manifest")
     try:
         meta = json.loads(manifest.read_text())
+    except UnicodeDecodeError:
+        raise InputError(f"{manifest}: not a text file (expected a JSON manifest)") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{manifest}, line {e.lineno}: not valid JSON ({e.msg})") from None
-    if "units" not in meta:
+    if not isinstance(meta, dict):
+        raise InputError(f"{manifest}: expected a JSON object with 'units' and 'records'")
+    records = meta.get("records", [])
+    if not isinstance(records, list):
+        raise InputError(f"{manifest}: 'records' must be a list of objects")
+    seen = set()
+    for k, r in enumerate(records):
+        if not isinstance(r, dict) or not isinstance(r.get("id"), str):
+            raise InputError(f"{manifest}: records[{k}] must be an object with a string 'id'")
+        if r["id"] in seen:
+            raise InputError(f"{manifest}: record id {r['id']!r} is used twice")
+        seen.add(r["id"])
+        for key in ("kind", "mapped_smiles", "name"):
+            if key in r and not isinstance(r[key], str):
+                raise InputError(f"{manifest} record {r['id']!r}: {key!r} must be a string")
+    return manifest, meta
+
+
+def _numeric(arrays: dict, key: str, where: Path, record: str) -> np.ndarray:
+    a = arrays[key]
+    if a.dtype.kind not in "fiu":
+        raise InputError(f"{where}: array {key!r} of record {record!r} has dtype {a.dtype};"
+                         " expected numbers")
+    return np.asarray(a, float)
+
+
+def _record_geometry_fields(r: dict, where: str, n_geometries: int, n_atoms: int):
+    """(split, dihedral, angles) of a manifest record, checked against its arrays."""
+    split = r.get("split", ["train"] * n_geometries)
+    if (not isinstance(split, list) or len(split) != n_geometries
+            or not all(s in ("train", "test") for s in split)):
+        raise InputError(f"{where}: 'split' must list \"train\" or \"test\" for each of the"
+                         f" {n_geometries} geometries")
+    dihedral = r.get("dihedral")
+    if dihedral is not None:
+        if (not isinstance(dihedral, list) or len(dihedral) != 4
+                or not all(isinstance(a, int) and not isinstance(a, bool) and 0 <= a < n_atoms
+                           for a in dihedral) or len(set(dihedral)) != 4):
+            raise InputError(f"{where}: 'dihedral' must be 4 distinct atom indices in"
+                             f" 0..{n_atoms - 1}, got {dihedral!r}")
+        dihedral = tuple(dihedral)
+    angles = r.get("angles_deg")
+    if angles is not None:
+        if (not isinstance(angles, list) or len(angles) != n_geometries
+                or not all(isinstance(a, int | float) and not isinstance(a, bool)
+                           and np.isfinite(a) for a in angles)):
+            raise InputError(f"{where}: 'angles_deg' must be {n_geometries} finite numbers")
+        angles = np.asarray(angles, float)
+    return np.asarray(split), dihedral, angles
+
+
+def load_qm_dataset(path, *, records: list[str] | None = None) -> list[QMRecord]:
+    """Read a QM dataset directory (or its manifest.json); ``records`` picks ids (default all).
+
+    Raises InputError naming the file and record for missing units, arrays whose shapes,
+    dtypes or atomic numbers disagree with the mapped SMILES, non-finite values, malformed
+    manifest entries and unknown ids. Arrays are read without unpickling.
+    """
+    from chronograd.interop.archive import read_arrays
+
+    manifest, meta = _read_manifest(path)
+    units = meta.get("units")
+    if not isinstance(units, dict):
         raise InputError(f"{manifest}: no 'units' table; the dataset must say the units of"
                          " positions, energy and gradient (or forces)")
-    units = meta["units"]
-    arrays_path = manifest.with_name(meta.get("arrays", "qm_data.npz"))
+    name = meta.get("arrays", "qm_data.npz")
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise InputError(f"{manifest}: 'arrays' must be a file name next to the manifest,"
+                         f" got {name!r}")
+    arrays_path = manifest.with_name(name)
     if not arrays_path.is_file():
         raise InputError(f"{manifest}: its arrays file {arrays_path.name} is missing")
-    arrays = np.load(arrays_path)
+    arrays = read_arrays(arrays_path, "QM arrays file")
     known = {r["id"]: r for r in meta.get("records", [])}
     wanted = list(known) if records is None else list(records)
     missing = [r for r in wanted if r not in known]
@@ -132,55 +185,53 @@ def load_qm_dataset(path, *, records: list[str] | None = None) -> list[QMRecord]
         where = f"{manifest} record {rid!r}"
         if "mapped_smiles" not in r:
             raise InputError(f"{where}: no 'mapped_smiles' (needed to fix the atom order)")
-        mol = Molecule.from_mapped_smiles(r["mapped_smiles"], name=r.get("name", rid))
         try:
-            pos = np.asarray(arrays[f"{rid}/positions"], float)
-            energy = np.asarray(arrays[f"{rid}/energy"], float)
+            mol = Molecule.from_mapped_smiles(r["mapped_smiles"], name=r.get("name", rid))
+        except InputError as e:
+            raise InputError(f"{where}: {e}") from None
+        try:
+            pos = _numeric(arrays, f"{rid}/positions", arrays_path, rid)
+            energy = _numeric(arrays, f"{rid}/energy", arrays_path, rid)
         except KeyError as e:
             raise InputError(f"{arrays_path}: no array {e.args[0]} for record {rid!r}") from None
         if f"{rid}/gradient" in arrays:
             g_unit = _unit_factor(units, "gradient", str(manifest), "hartree/bohr")
-            forces = -np.asarray(arrays[f"{rid}/gradient"], float) * g_unit
+            forces = -_numeric(arrays, f"{rid}/gradient", arrays_path, rid) * g_unit
         elif f"{rid}/forces" in arrays:
             g_unit = _unit_factor(units, "forces", str(manifest), "hartree/bohr")
-            forces = np.asarray(arrays[f"{rid}/forces"], float) * g_unit
+            forces = _numeric(arrays, f"{rid}/forces", arrays_path, rid) * g_unit
         else:
             raise InputError(f"{arrays_path}: record {rid!r} has neither gradient nor forces")
         n_atoms = mol.n_atoms
-        if pos.ndim != 3 or pos.shape[1:] != (n_atoms, 3):
+        if pos.ndim != 3 or pos.shape[1:] != (n_atoms, 3) or pos.shape[0] == 0:
             raise InputError(f"{where}: positions have shape {pos.shape}, but the mapped SMILES"
-                             f" has {n_atoms} atoms (expected [n, {n_atoms}, 3])")
+                             f" has {n_atoms} atoms (expected [n >= 1, {n_atoms}, 3])")
         if forces.shape != pos.shape or energy.shape != pos.shape[:1]:
             raise InputError(f"{where}: {pos.shape[0]} geometries but energy shape"
                              f" {energy.shape} and gradient shape {forces.shape}")
         if f"{rid}/atomic_numbers" in arrays:
-            z = np.asarray(arrays[f"{rid}/atomic_numbers"])
-            if z.shape != (n_atoms,) or np.any(z != mol.atomic_numbers):
-                k = int(np.argmax(z != mol.atomic_numbers)) if z.shape == (n_atoms,) else 0
-                raise InputError(f"{where}: atomic numbers {z.tolist()} do not match the mapped"
-                                 f" SMILES ({mol.atomic_numbers.tolist()}), first at atom {k}")
-        for name, a in (("positions", pos), ("energy", energy), ("gradient", forces)):
+            z = arrays[f"{rid}/atomic_numbers"]
+            if (z.dtype.kind not in "iu" or z.shape != (n_atoms,)
+                    or np.any(z != mol.atomic_numbers)):
+                same = z.shape == (n_atoms,) and z.dtype.kind in "iu"
+                k = int(np.argmax(z != mol.atomic_numbers)) if same else 0
+                raise InputError(f"{where}: atomic numbers {z.tolist()!s:.200} do not match the"
+                                 f" mapped SMILES ({mol.atomic_numbers.tolist()}), first at"
+                                 f" atom {k}")
+        for label, a in (("positions", pos), ("energy", energy), ("gradient", forces)):
             if not np.all(np.isfinite(a)):
                 k = int(np.argwhere(~np.isfinite(a.reshape(len(a), -1)))[0][0])
-                raise InputError(f"{where}: {name} of geometry {k} is not finite")
+                raise InputError(f"{where}: {label} of geometry {k} is not finite")
         pos = pos * x_unit
         _check_geometry(rid, mol, pos, str(manifest))
         mol.positions = pos[0].copy()  # the conformer charge models (AM1-BCC) start from
-        split = np.asarray(r.get("split", ["train"] * len(pos)))
-        if split.shape != (len(pos),):
-            raise InputError(f"{where}: 'split' has {split.size} entries for {len(pos)}"
-                             " geometries")
+        split, dihedral, angles = _record_geometry_fields(r, where, len(pos), n_atoms)
         out.append(QMRecord(rid, r.get("kind", "conformers"), mol, pos, energy * e_unit, forces,
-                            split, tuple(r["dihedral"]) if "dihedral" in r else None,
-                            np.asarray(r["angles_deg"]) if "angles_deg" in r else None))
+                            split, dihedral, angles))
     return out
 
 
 def list_records(path) -> dict[str, str]:
     """{record id: kind} of a QM dataset, in file order."""
-    path = Path(path)
-    manifest = path / "manifest.json" if path.is_dir() else path
-    if not manifest.is_file():
-        raise InputError(f"{manifest}: no such QM dataset manifest")
-    meta = json.loads(manifest.read_text())
+    _, meta = _read_manifest(path)
     return {r["id"]: r.get("kind", "conformers") for r in meta.get("records", [])}

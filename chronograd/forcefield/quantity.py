@@ -2,103 +2,61 @@
 ``"430.4 * kilocalorie_per_mole ** 1 * angstrom ** -2"``.
 
 A quantity string is a number times a product of unit names raised to integer powers (``*``,
-``/``, ``**``). It is converted to chronograd's internal units (nm, kJ/mol, rad, e), and the
-original unit expression is kept so that fitted values can be written back in the file's units.
+``/``, ``**``), parsed by ``chronograd.units`` (the one unit parser) into internal units (nm,
+kJ/mol, rad, e). The original unit expression is kept so that fitted values can be written back
+in the file's units. ``DIMENSIONS`` says what each SMIRNOFF attribute must measure.
 """
 
 from __future__ import annotations
 
-import math
-import re
+from chronograd import units as u
+from chronograd.units import parse_quantity as _parse
 
-from chronograd.errors import InputError
+_ENERGY_PER_LENGTH2 = u.dimension_product((u.MOLAR_ENERGY, 1), (u.LENGTH, -2))
+_ENERGY_PER_ANGLE2 = u.dimension_product((u.MOLAR_ENERGY, 1), (u.ANGLE, -2))
 
-# Factor from each unit to internal units (nm, ps, kJ/mol, e, amu, rad; "per mole" is implicit).
-UNIT_FACTORS = {
-    "angstrom": 0.1,
-    "nanometer": 1.0,
-    "nanometers": 1.0,
-    "picometer": 0.001,
-    "kilocalorie": 4.184,
-    "kilocalories": 4.184,
-    "kilojoule": 1.0,
-    "kilojoules": 1.0,
-    "mole": 1.0,
-    "kilocalorie_per_mole": 4.184,
-    "kilocalories_per_mole": 4.184,
-    "kilojoule_per_mole": 1.0,
-    "kilojoules_per_mole": 1.0,
-    "degree": math.pi / 180.0,
-    "degrees": math.pi / 180.0,
-    "radian": 1.0,
-    "radians": 1.0,
-    "elementary_charge": 1.0,
-    "dimensionless": 1.0,
-    "dalton": 1.0,
-    "amu": 1.0,
-    "picosecond": 1.0,
+# (handler, attribute without its index) -> dimension. Angles are compared up to radians
+# (dimensionless in SI, as the OpenFF toolkit's units treat them).
+DIMENSIONS = {
+    ("Bonds", "length"): u.LENGTH, ("Bonds", "k"): _ENERGY_PER_LENGTH2,
+    ("Constraints", "distance"): u.LENGTH,
+    ("Angles", "angle"): u.ANGLE, ("Angles", "k"): _ENERGY_PER_ANGLE2,
+    ("ProperTorsions", "k"): u.MOLAR_ENERGY, ("ProperTorsions", "phase"): u.ANGLE,
+    ("ImproperTorsions", "k"): u.MOLAR_ENERGY, ("ImproperTorsions", "phase"): u.ANGLE,
+    ("vdW", "epsilon"): u.MOLAR_ENERGY, ("vdW", "sigma"): u.LENGTH,
+    ("vdW", "rmin_half"): u.LENGTH,
+    ("LibraryCharges", "charge"): u.CHARGE,
+    ("ChargeIncrementModel", "charge_increment"): u.CHARGE,
+    ("VirtualSites", "distance"): u.LENGTH, ("VirtualSites", "inPlaneAngle"): u.ANGLE,
+    ("VirtualSites", "outOfPlaneAngle"): u.ANGLE,
+    ("VirtualSites", "charge_increment"): u.CHARGE, ("VirtualSites", "epsilon"): u.MOLAR_ENERGY,
+    ("VirtualSites", "sigma"): u.LENGTH, ("VirtualSites", "rmin_half"): u.LENGTH,
+    # handler settings
+    ("vdW", "cutoff"): u.LENGTH, ("vdW", "switch_width"): u.LENGTH,
+    ("Electrostatics", "cutoff"): u.LENGTH, ("Electrostatics", "switch_width"): u.LENGTH,
 }
+IGNORED_DIMENSIONS = ("angle",)
 
-_TOKEN = re.compile(r"\s*(\*\*|\*|/|\(|\)|[A-Za-z_]+|[-+]?\d+)")
+
+def expected_dimension(handler: str, attribute: str) -> dict[str, int] | None:
+    """The dimension an attribute (``k1``, ``sigma``, ...) of ``handler`` must have."""
+    return DIMENSIONS.get((handler, attribute.rstrip("0123456789")))
+
+
+def parse_quantity(text: str, expected: dict[str, int] | None = None) -> tuple[float, str]:
+    """(value in internal units, unit expression) of ``"<number> * <units>"``; a bare number is
+    dimensionless. With ``expected``, units of another dimension are refused (angles aside).
+
+    Raises:
+        InputError: no number, a non-finite value, unknown units or the wrong dimension.
+    """
+    return _parse(str(text).strip(), expected, ignore=IGNORED_DIMENSIONS)
 
 
 def unit_factor(expression: str) -> float:
-    """Factor converting a unit expression (e.g. ``mole ** -1 * kilocalorie``) to internal units.
-
-    Raises InputError naming an unknown unit.
-    """
-    tokens = [t for t in _TOKEN.findall(expression) if t.strip()]
-    if "".join(tokens).replace(" ", "") != expression.replace(" ", ""):
-        raise InputError(f"cannot parse the unit expression {expression!r}")
-    pos = 0
-
-    def factor_term() -> float:
-        nonlocal pos
-        tok = tokens[pos]
-        if tok == "(":
-            pos += 1
-            value = product()
-            pos += 1  # ")"
-        elif tok in UNIT_FACTORS:
-            value = UNIT_FACTORS[tok]
-            pos += 1
-        else:
-            raise InputError(
-                f"unknown unit {tok!r} in {expression!r}; known: {sorted(UNIT_FACTORS)}"
-            )
-        if pos < len(tokens) and tokens[pos] == "**":
-            value = value ** int(tokens[pos + 1])
-            pos += 2
-        return value
-
-    def product() -> float:
-        nonlocal pos
-        value = factor_term()
-        while pos < len(tokens) and tokens[pos] in ("*", "/"):
-            op = tokens[pos]
-            pos += 1
-            rhs = factor_term()
-            value = value * rhs if op == "*" else value / rhs
-        return value
-
-    return product()
-
-
-def parse_quantity(text: str) -> tuple[float, str]:
-    """(value in internal units, unit expression) of ``"<number> * <units>"``.
-
-    A bare number is dimensionless. Raises InputError for anything else.
-    """
-    text = text.strip()
-    number, _, units = text.partition("*")
-    try:
-        value = float(number)
-    except ValueError:
-        raise InputError(f"cannot read a number at the start of {text!r}") from None
-    units = units.strip()
-    if not units:
-        return value, ""
-    return value * unit_factor(units), units
+    """Factor converting a unit expression (e.g. ``mole ** -1 * kilocalorie``) to internal
+    units."""
+    return u.parse_unit(expression)[0]
 
 
 def format_quantity(value: float, units: str) -> str:
