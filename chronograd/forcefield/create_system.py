@@ -258,10 +258,8 @@ class _Builder:
         if policy != "parents":
             raise InputError(f"VirtualSites exclusion_policy={policy!r} is not supported"
                              " (only 'parents', as the OpenFF water models use)")
-        n_parents = {"BondCharge": 2, "MonovalentLonePair": 3, "DivalentLonePair": 3,
-                     "TrivalentLonePair": 4}
-        needs = {"MonovalentLonePair": ("inPlaneAngle", "outOfPlaneAngle"),
-                 "DivalentLonePair": ("outOfPlaneAngle",)}
+        # types, tagged atoms, geometry attributes and increments per site were checked when
+        # the file was read (offxml_checks)
         names = {"distance": "distance", "inPlaneAngle": "in_plane_angle",
                  "outOfPlaneAngle": "out_of_plane_angle"}
         types, orientations = [], []
@@ -272,17 +270,7 @@ class _Builder:
         info = self.ff.row_info["VirtualSites"].get("charge_increment")
         for s, (pidx, orient) in enumerate(matches):
             p = handler.parameters[pidx]
-            kind = p.strings.get("type")
-            if kind not in n_parents:
-                raise InputError(f"VirtualSites parameter {p.id}: type={kind!r} is not supported"
-                                 f" ({', '.join(n_parents)})")
-            if len(orient) != n_parents[kind]:
-                raise InputError(f"VirtualSites parameter {p.id}: a {kind} needs"
-                                 f" {n_parents[kind]} tagged atoms, its SMIRKS has {len(orient)}")
-            for attr in ("distance",) + needs.get(kind, ()):
-                if attr not in p.values:
-                    raise InputError(f"VirtualSites parameter {p.id} ({kind}) has no {attr}")
-            types.append(kind)
+            types.append(p.strings["type"])
             orientations.append(tuple(int(a) for a in orient))
             for attr, slot_name in names.items():
                 geometry[slot_name].append(self.row("VirtualSites", attr, pidx)
@@ -290,9 +278,6 @@ class _Builder:
             positions = self.positions_in_leaf.get(("VirtualSites", "charge_increment"),
                                                    {}).get(pidx, [])
             positions = sorted(positions, key=lambda q: info.term[q])
-            if len(positions) != len(orient):
-                raise InputError(f"VirtualSites parameter {p.id}: {len(orient)} tagged atoms"
-                                 f" need {len(orient)} charge increments, got {len(positions)}")
             for k, pos in enumerate(positions):
                 row = self.offsets[("VirtualSites", "charge_increment")] + pos
                 q_slot.append(s)
@@ -376,11 +361,7 @@ class _Builder:
             positions = self.positions_in_leaf[("ChargeIncrementModel", "charge_increment")][pidx]
             given = [self.offsets[("ChargeIncrementModel", "charge_increment")] + p
                      for p in sorted(positions, key=lambda p: info.term[p])]
-            if len(given) not in (len(match), len(match) - 1):
-                p = handler.parameters[pidx]
-                raise InputError(f"ChargeIncrement {p.id}: {len(match)} tagged atoms need"
-                                 f" {len(match)} or {len(match) - 1} increments, got {len(given)}")
-            for k, row in enumerate(given):
+            for k, row in enumerate(given):  # n or n - 1 increments (checked when read)
                 slots.append(match[k])
                 rows.append(row)
                 factors.append(1.0)
@@ -428,6 +409,10 @@ def create_system(ff, molecules, *, charges: str | None = None, box=None) -> Sys
     """
     if isinstance(molecules, Molecule):
         molecules = [molecules]
+    missing = [h for h in ("vdW", "Electrostatics") if h not in ff.file.handlers]
+    if missing:
+        raise InputError(f"{ff.file.source}: no <{missing[0]}> handler; a force field needs"
+                         " vdW and Electrostatics sections to make a system")
     builder = _Builder(ff)
     templates: dict[str, _Template] = {}
     parts, offset = [], 0

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chronograd.errors import InputError
 from chronograd.forcefield.offxml import ForceFieldFile
 from chronograd.topology.molecule import Molecule
 
@@ -38,13 +37,21 @@ def mdl_aromatic_copy(rdmol):
 _QUERY_CACHE: dict[str, tuple[object, list[int]]] = {}
 
 
-def _query(smirks: str):
-    if smirks not in _QUERY_CACHE:
-        from rdkit import Chem
+def parse_smirks(smirks: str):
+    """(RDKit query, query-atom indices of tags 1, 2, ... in order), cached per SMIRKS.
 
-        q = Chem.MolFromSmarts(smirks)
+    Raises:
+        InputError: RDKit cannot parse it (with RDKit's own complaint).
+    """
+    if smirks not in _QUERY_CACHE:
+        from rdkit import Chem, rdBase
+
+        with rdBase.BlockLogs():
+            q = Chem.MolFromSmarts(smirks)
         if q is None:
-            raise InputError(f"RDKit cannot parse the SMIRKS {smirks!r}")
+            from chronograd.topology.molecule import _rdkit_error
+
+            _rdkit_error(f"the SMIRKS {smirks!r}", lambda: Chem.MolFromSmarts(smirks))
         tagged = {a.GetAtomMapNum(): a.GetIdx() for a in q.GetAtoms() if a.GetAtomMapNum()}
         _QUERY_CACHE[smirks] = (q, [tagged[k] for k in sorted(tagged)])
     return _QUERY_CACHE[smirks]
@@ -52,7 +59,7 @@ def _query(smirks: str):
 
 def smirks_matches(aromatic_rdmol, smirks: str) -> list[tuple[int, ...]]:
     """All (non-unique) matches of the tagged atoms of ``smirks``, in tag order."""
-    q, order = _query(smirks)
+    q, order = parse_smirks(smirks)
     full = aromatic_rdmol.GetSubstructMatches(
         q, uniquify=False, maxMatches=_MAX_MATCHES, useChirality=True
     )
@@ -133,11 +140,7 @@ def virtual_site_matches(ff: ForceFieldFile, molecule: Molecule) -> list[tuple[i
         for matches in per_name.values():
             winner = matches[-1][0]
             orientations = [m for i, m in matches if i == winner]
-            how = handler.parameters[winner].strings.get("match", "all_permutations")
-            if how == "once":
+            if handler.parameters[winner].strings["match"] == "once":
                 orientations = orientations[:1]
-            elif how != "all_permutations":
-                raise InputError(f"VirtualSites parameter {handler.parameters[winner].id}:"
-                                 f" match={how!r} is not supported (once, all_permutations)")
             out.extend((winner, m) for m in orientations)
     return out

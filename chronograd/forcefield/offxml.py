@@ -4,18 +4,26 @@ Each handler keeps its attributes and an ordered list of parameters; each parame
 SMIRKS, id, and attributes parsed to internal units with the unit expression they were written
 in. The parsed ElementTree is kept so that ``write_offxml`` changes only the numbers it must.
 Bare names such as ``openff-2.2.1.offxml`` resolve from the ``openforcefields`` data package.
+Files are parsed with defusedxml (no entities, no DTDs, no external references) and checked
+once, here: element and attribute names, units' dimensions, finiteness, required attributes,
+tagged atoms per SMIRKS and unique ids (``offxml_checks``).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import defusedxml
+import defusedxml.ElementTree as SafeET
+
 from chronograd.errors import InputError
-from chronograd.forcefield.quantity import format_quantity, parse_quantity
+from chronograd.forcefield import offxml_checks as checks
+from chronograd.forcefield.quantity import expected_dimension, format_quantity, parse_quantity
 
 # Per-parameter attributes that are numbers with units (indexed ones end in a digit).
 _QUANTITY = re.compile(r"^(k|length|angle|phase|epsilon|sigma|rmin_half|charge|charge_increment|"
@@ -95,6 +103,7 @@ def element_id(handler: str, elem: ET.Element) -> str:
 def _parse_parameter(handler: str, elem: ET.Element, source: str) -> Parameter:
     smirks = elem.get("smirks")
     pid = element_id(handler, elem)
+    checks.check_parameter_element(source, handler, elem, str(pid))
     if smirks is None:
         raise InputError(f"{source}: a <{elem.tag}> in <{handler}> (id {pid!r}) has no smirks")
     p = Parameter(handler, smirks, pid, element=elem)
@@ -106,32 +115,37 @@ def _parse_parameter(handler: str, elem: ET.Element, source: str) -> Parameter:
             continue
         if raw == "None":  # e.g. a DivalentLonePair's inPlaneAngle
             continue
-        if "bondorder" in key:
-            raise InputError(
-                f"{source}: parameter {pid} ({handler}) uses {key}: fractional bond-order"
-                " interpolation is not supported"
-            )
         try:
             if _QUANTITY.match(key):
-                p.values[key], p.units[key] = parse_quantity(raw)
+                p.values[key], p.units[key] = parse_quantity(
+                    raw, expected_dimension(handler, key))
             elif _INTEGER.match(key):
                 p.values[key] = int(raw)
             elif _FLOAT.match(key):
                 p.values[key] = float(raw)
+                if not math.isfinite(p.values[key]):
+                    raise InputError("not a finite number")
         except (InputError, ValueError) as exc:
             raise InputError(
                 f"{source}: parameter {pid} ({handler}), attribute {key}={raw!r}: {exc}"
             ) from None
+    checks.check_parameter_values(source, handler, p)
+    checks.check_smirks(source, handler, p)
     return p
 
 
 def _parse_tree(name_or_path) -> ET.ElementTree:
     path = resolve_offxml(name_or_path)
     try:
-        tree = ET.parse(path)
+        tree = SafeET.parse(path)
     except ET.ParseError as exc:
         line, col = exc.position
         raise InputError(f"{path}: line {line}, column {col}: malformed XML ({exc})") from None
+    except defusedxml.DefusedXmlException as exc:
+        raise InputError(f"{path}: refused XML construct ({exc}); SMIRNOFF files need no DTD,"
+                         " entities or external references") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable XML file ({exc})") from None
     if tree.getroot().tag != "SMIRNOFF":
         raise InputError(f"{path}: root element is <{tree.getroot().tag}>, expected <SMIRNOFF>")
     return tree
@@ -171,7 +185,16 @@ def _merge(tree: ET.ElementTree, other: ET.ElementTree, name: str) -> None:
             if a is None or b is None or not _same_setting(a, b):
                 raise InputError(f"{name}: <{elem.tag}> {key}={b!r} is incompatible with"
                                  f" {a!r} in the force field it is combined with")
+        ids = {element_id(mine.tag, c): c for c in mine}
         for child in elem:
+            same = ids.get(element_id(elem.tag, child))
+            if same is not None:
+                if same.get("smirks") != child.get("smirks"):
+                    raise InputError(
+                        f"{name}: parameter id {element_id(elem.tag, child)!r} in <{elem.tag}>"
+                        f" has SMIRKS {child.get('smirks')!r}, but the force field it is"
+                        f" combined with uses that id for {same.get('smirks')!r}; rename one")
+                mine.remove(same)  # the later copy wins every match the earlier one had
             mine.append(copy.deepcopy(child))
 
 
@@ -204,7 +227,12 @@ def read_offxml(*names_or_paths) -> ForceFieldFile:
                 else ""
             )
             raise InputError(f"{source}: the <{elem.tag}> handler is not supported{hint}")
+        if elem.tag in handlers:
+            raise InputError(f"{source}: the <{elem.tag}> handler appears twice; merge its"
+                             " parameters into one section")
+        checks.check_handler_settings(source, elem.tag, dict(elem.attrib))
         params = [_parse_parameter(elem.tag, child, source) for child in elem]
+        checks.check_unique_ids(source, elem.tag, params)
         handlers[elem.tag] = Handler(elem.tag, dict(elem.attrib), params, element=elem)
     return ForceFieldFile(handlers, root.get("aromaticity_model", "OEAroModel_MDL"), source, tree)
 
