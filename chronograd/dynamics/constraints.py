@@ -51,10 +51,13 @@ def build_constraints(pairs, distances, masses) -> Constraints | None:
     masses = np.asarray(masses, np.float64)
     if pairs.shape[0] == 0:
         return None
-    massless = [int(a) for a in pairs.ravel() if masses[a] <= 0]
+    massless = [int(a) for a in pairs.ravel() if not masses[a] > 0]
     if massless:
-        raise InputError(f"a constraint involves atom {massless[0]}, which has no mass (a"
-                         " virtual site?); constrain only real atoms")
+        a = massless[0]
+        raise InputError(f"a constraint involves atom {a}, whose mass is {masses[a]} amu;"
+                         " constrained atoms need a positive mass"
+                         + (" (a virtual site or a fixed particle cannot be constrained)"
+                            if masses[a] == 0 else ""))
     inv_mass = np.where(masses > 0, 1.0 / np.where(masses > 0, masses, 1.0), 0.0)
     # union-find over atoms -> clusters of constraints
     parent = list(range(len(masses)))

@@ -62,13 +62,25 @@ def _use_neighbor_list(system, neighbor_list):
     return bool(neighbor_list)
 
 
+def _check_bath(temperature, friction) -> None:
+    """A heat bath needs a finite temperature >= 0 K and a finite friction >= 0 1/ps."""
+    if not (np.isfinite(temperature) and temperature >= 0):
+        raise InputError(f"temperature must be a finite number >= 0 K, got {temperature}")
+    if friction is not None and not (np.isfinite(friction) and friction >= 0):
+        raise InputError(f"friction must be a finite number >= 0 (1/ps), got {friction}")
+
+
 def _integrator(system, timestep, name, extra_init, make, *, remove_com, neighbor_list,
                 skin=0.1, decay=None) -> Integrator:
     """Shared setup (constraints, forces, neighbor list, init); ``make(context)`` returns the
     scheme's kernel ``(state, params, protocol) -> state``."""
-    if not timestep > 0:
+    if not (timestep > 0 and np.isfinite(timestep)):
         raise InputError(f"timestep must be positive (ps), got {timestep}")
     masses = np.asarray(system.masses, np.float64)
+    bad = np.flatnonzero(~np.isfinite(masses) | (masses < 0))
+    if bad.size:
+        raise InputError(f"particle {bad[0]} has mass {masses[bad[0]]} amu; masses must be"
+                         " finite and >= 0 (0 for virtual sites and fixed particles)")
     con = build_constraints(system.constraints, system.constraint_distances, masses)
     dof = degrees_of_freedom(masses, 0 if con is None else con.n, remove_com)
     nl_fns = system.neighbor_list(skin=skin) if _use_neighbor_list(system, neighbor_list) \
@@ -168,6 +180,7 @@ def langevin(system, *, timestep: float, temperature: float, friction: float = 1
     """
     if scheme not in ("middle", "baoab"):
         raise InputError(f"scheme must be 'middle' or 'baoab', got {scheme!r}")
+    _check_bath(temperature, friction)
 
     def make(c: _Context):
         dt = c.dt
@@ -221,6 +234,9 @@ def nose_hoover(system, *, timestep: float, temperature: float, tau: float = 0.1
     m_chain = int(chain_length)
     if m_chain < 1:
         raise InputError("chain_length must be >= 1")
+    _check_bath(temperature, None)
+    if not tau > 0:
+        raise InputError(f"tau must be positive (ps), got {tau}")
 
     def extra_init(state):
         z = jnp.zeros(m_chain, state.positions.dtype)
@@ -290,6 +306,9 @@ def brownian(system, *, timestep: float, temperature: float, friction: float = 1
              neighbor_list: bool | None = None) -> Integrator:
     """Overdamped Langevin (OpenMM's BrownianIntegrator): x += dt F/(m gamma) +
     sqrt(2 kT dt/(m gamma)) xi; velocities are (x_new - x)/dt. ``friction`` gamma in 1/ps."""
+    _check_bath(temperature, friction)
+    if not friction > 0:
+        raise InputError(f"Brownian dynamics needs friction > 0 (1/ps), got {friction}")
 
     def make(c: _Context):
         dt = c.dt

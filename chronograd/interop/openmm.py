@@ -21,6 +21,7 @@ from chronograd.potentials.ewald import ewald_parameters, pme_parameters
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
 from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
+from chronograd.system.validate import check_system
 from chronograd.system.virtual_sites import VirtualSites, resolved_weights
 
 _METHOD_NAMES = {
@@ -159,11 +160,13 @@ def _import_nonbonded(force, index: int, name: str, box) -> tuple[NonbondedTerm,
     return term, params
 
 
-def from_openmm(openmm_system) -> System:
+def from_openmm(openmm_system, *, source: str = "OpenMM System") -> System:
     """Import an ``openmm.System``; parameters become a differentiable pytree.
 
     Raises:
         UnsupportedForceError: for a force or feature chronograd cannot evaluate (named).
+        InputError: out-of-range particle indices or non-finite values (``source`` names the
+            file they came from).
     """
     import openmm
 
@@ -210,7 +213,7 @@ def from_openmm(openmm_system) -> System:
             )
         params[name] = {k: jnp.asarray(v) for k, v in p.items()}
     periodic_system = any(getattr(t, "periodic", False) for t in terms)
-    return System(
+    system = System(
         masses=masses,
         terms=tuple(terms),
         params=params,
@@ -219,6 +222,8 @@ def from_openmm(openmm_system) -> System:
         constraint_distances=distances,
         virtual_sites=virtual_sites,
     )
+    check_system(system, source)
+    return system
 
 
 def _import_virtual_sites(openmm_system) -> tuple:

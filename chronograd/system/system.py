@@ -15,6 +15,7 @@ import numpy as np
 from chronograd.errors import InputError
 from chronograd.space.neighbor_list import NeighborListFns, neighbor_list
 from chronograd.space.periodic import check_reduced_box
+from chronograd.space.positions import check_positions
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.virtual_sites import place_virtual_sites
 
@@ -145,14 +146,17 @@ class System:
 
     # ---- host-side conveniences ------------------------------------------------------------
 
-    def check_inputs(self, positions, box=None):
+    def check_inputs(self, positions, box=None, *, where: str | None = None):
         """Validate positions (and box) on the host; returns float64 arrays.
 
-        Raises InputError naming the first bad atom, or explaining a missing box.
+        Raises InputError naming the first bad atom (non-finite, or two atoms at the same
+        position), or explaining a missing box; ``where`` (e.g. the file the positions came
+        from) starts the message.
         """
+        at = f"{where}: " if where else ""
         pos = np.asarray(positions, dtype=np.float64)
         if pos.ndim != 2 or pos.shape[1] != 3:
-            raise InputError(f"positions must have shape (N, 3) in nm, got {pos.shape}")
+            raise InputError(f"{at}positions must have shape (N, 3) in nm, got {pos.shape}")
         sites = self.virtual_site_indices
         if sites.size and pos.shape[0] == self.n_atoms - sites.size:
             # positions of the real atoms only: the virtual sites are placed from their parents
@@ -163,25 +167,20 @@ class System:
             extra = (f" (or {self.n_atoms - sites.size} without its {sites.size} virtual sites)"
                      if sites.size else "")
             raise InputError(
-                f"the system has {self.n_atoms} particles{extra} but {pos.shape[0]} positions"
-                " were given"
+                f"{at}the system has {self.n_atoms} particles{extra} but {pos.shape[0]}"
+                " positions were given"
             )
-        bad = np.flatnonzero(~np.all(np.isfinite(pos), axis=1))
-        if bad.size:
-            raise InputError(
-                f"positions of {bad.size} atom(s) are NaN or infinite, first at atom index"
-                f" {int(bad[0])}: {pos[bad[0]].tolist()}"
-            )
+        check_positions(pos, where=where, skip=sites)
         if box is None:
             box = self.box
         if box is None:
             if self.periodic:
                 raise InputError(
-                    "this system is periodic (PME, Ewald or a periodic cutoff) but no box was"
-                    " given and it has no default box; pass box vectors in nm"
+                    f"{at}this system is periodic (PME, Ewald or a periodic cutoff) but no box"
+                    " was given and it has no default box; pass box vectors in nm"
                 )
             return pos, None
-        box = check_reduced_box(box)
+        box = check_reduced_box(box, where=f"{at}box")
         nb = self.nonbonded
         if nb is not None and nb.periodic and nb.cutoff > 0.5 * float(np.min(np.diag(box))):
             raise InputError(

@@ -40,6 +40,18 @@ def _rdkit_error(what: str, func):
     return result
 
 
+def _check_atoms(mol, label: str) -> None:
+    """Refuse molecules without atoms and radicals (as the OpenFF toolkit refuses them)."""
+    if mol.GetNumAtoms() == 0:
+        raise InputError(f"molecule {label!r} has no atoms")
+    radicals = [a for a in mol.GetAtoms() if a.GetNumRadicalElectrons()]
+    if radicals:
+        a = radicals[0]
+        raise InputError(f"molecule {label!r}: atom index {a.GetIdx()} ({a.GetSymbol()}) has"
+                         f" {a.GetNumRadicalElectrons()} unpaired electron(s); radicals are not"
+                         " supported (add the missing hydrogens or charges)")
+
+
 @dataclass(eq=False)
 class Molecule:
     """RDKit graph with explicit H, optional charges [N] (e) and positions [N, 3] (nm)."""
@@ -57,7 +69,10 @@ class Molecule:
                     seed: int = 0xF00D) -> Molecule:
         """Parse SMILES (stereo kept), add explicit hydrogens, optionally embed a conformer."""
         Chem = _rdkit()
+        if not isinstance(smiles, str) or not smiles.strip():
+            raise InputError(f"empty SMILES {smiles!r}; give a molecule, e.g. 'CCO'")
         mol = _rdkit_error(f"the SMILES {smiles!r}", lambda: Chem.MolFromSmiles(smiles))
+        _check_atoms(mol, smiles)
         mol = Chem.AddHs(mol)
         positions = None
         if conformer:
@@ -76,6 +91,9 @@ class Molecule:
         ``PartialCharge`` properties when every atom has one; positions from conformer 0."""
         Chem = _rdkit()
         mol = Chem.Mol(mol)
+        label = name or (mol.GetProp("_Name") if mol.HasProp("_Name") else "") or \
+            Chem.MolToSmiles(mol)
+        _check_atoms(mol, label)
         implicit = [a.GetIdx() for a in mol.GetAtoms() if a.GetTotalNumHs(includeNeighbors=False)]
         if implicit:
             raise InputError(
@@ -86,6 +104,14 @@ class Molecule:
         if mol.GetNumAtoms() and all(a.HasProp("PartialCharge") for a in mol.GetAtoms()):
             charges = np.array([a.GetDoubleProp("PartialCharge") for a in mol.GetAtoms()])
         positions = mol.GetConformer().GetPositions() * 0.1 if mol.GetNumConformers() else None
+        if positions is not None:
+            from chronograd.space.positions import check_positions
+
+            check_positions(positions, where=f"molecule {label!r}")
+        if charges is not None and not np.all(np.isfinite(charges)):
+            k = int(np.flatnonzero(~np.isfinite(charges))[0])
+            raise InputError(f"molecule {label!r}: the partial charge of atom index {k} is not"
+                             " finite")
         if not name and mol.HasProp("_Name"):
             name = mol.GetProp("_Name")
         return cls(mol, name, charges, positions)
@@ -125,13 +151,23 @@ class Molecule:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-        supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: the file is empty; expected an SDF/MOL molecule")
+        try:
+            supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
+        except OSError as exc:
+            raise InputError(f"{path}: RDKit cannot read this file ({exc})") from None
         out = []
-        for k, mol in enumerate(supplier):
-            if mol is None:
-                raise InputError(f"{path}: RDKit rejected record {k + 1} (check valences and"
-                                 " atom lines)")
-            out.append(cls.from_rdkit(mol))
+        for k in range(len(supplier)):
+            try:
+                mol = _rdkit_error(f"record {k + 1}", lambda k=k: supplier[k])
+            except InputError as exc:
+                raise InputError(f"{path}: {exc} (check the counts, atom and bond lines)"
+                                 ) from None
+            try:
+                out.append(cls.from_rdkit(mol))
+            except InputError as exc:
+                raise InputError(f"{path}: record {k + 1}: {exc}") from None
         if not out:
             raise InputError(f"{path}: no molecules found")
         return out
