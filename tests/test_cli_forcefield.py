@@ -81,7 +81,7 @@ def test_parameterize_combines_force_fields_with_virtual_sites(tmp_path):
         (["parameterize", "--smiles", "C[Se]C", "--ff", FF, "-o", "x.json"],
          "no Bonds parameter matches atoms (0, 1) (C-Se)"),
         (["parameterize", "--smiles", "[CH3]", "--ff", FF, "-o", "x.json"],
-         "number of electrons is odd"),
+         "radicals are not supported"),
         (["parameterize", "--smiles", "CCO", "--ff", "openff-9.9.9.offxml", "-o", "x.json"],
          "no force field of that name"),
         (["parameterize", "--smiles", "CCO", "--ff", "openff-2.3.0.offxml", "-o", "x.json"],

@@ -8,19 +8,27 @@
         --temperature 300K [--pressure 1bar] [--minimize] [--integrator langevin|verlet|
         nose-hoover|brownian] -o traj.dcd [--report-every K] [--checkpoint F [--resume]]
     chronograd fit CONFIG.toml [--resume] [--stop-after N] [--quiet]
+    chronograd --debug ...       # on an error, print the traceback too
 
-Errors are printed as one message naming the problem (file, line, atom) with exit code 1;
-no traceback for input problems.
+One error path (``main``): every input problem (a ChronogradError) is printed as one line
+naming the file, line, key, atom or parameter and how to fix it, with exit code 1; a usage
+error (an unknown option, a value of the wrong type) as one line with exit code 2; anything
+unexpected as one line ending in "run with --debug for the traceback", exit code 1. Inputs are
+validated before any output is written.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import typer
+
+from chronograd.errors import ChronogradError, InputError
 
 app = typer.Typer(
     add_completion=False,
@@ -31,13 +39,36 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="On an error, print the traceback."),
+) -> None:
     """chronograd: differentiable molecular simulation (energies in kJ/mol, lengths in nm)."""
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=1)
+def _fail(message: str) -> NoReturn:
+    raise InputError(message)
+
+
+def check_output_path(path: Path | None, what: str) -> None:
+    """Refuse an output path whose folder does not exist (before anything runs)."""
+    if path is None:
+        return
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: the folder {folder} for the {what} does not exist; create it"
+                         " first or choose another path")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name for the {what}")
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` and move the result to ``path`` (nothing half-written)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 FF_HELP = ("SMIRNOFF force field (name or path); several are combined when joined by commas,"
@@ -63,27 +94,38 @@ def energy(
 ) -> None:
     """Potential energy per term and in total (kJ/mol) of an OpenMM System (--openmm with
     --positions) or of a molecule typed with a SMIRNOFF force field (--ff MOLECULE.sdf)."""
-    import chronograd as cg
+    if ff is not None and openmm_xml is not None:
+        _fail("give --openmm SYSTEM.xml --positions FILE.pdb, or --ff NAME MOLECULE.sdf, not"
+              " both")
+    if ff is None and (openmm_xml is None or positions is None):
+        _fail("give --openmm SYSTEM.xml --positions FILE.pdb, or --ff NAME MOLECULE.sdf")
+    if ff is not None and molecule is None:
+        _fail("--ff needs a molecule: chronograd energy --ff NAME MOLECULE.sdf")
+    if grad_params is not None and ff is None:
+        _fail("--grad-params needs --ff (an OpenMM System has no force-field parameters)")
+    if forces_out is not None and forces_out.suffix != ".npy":
+        _fail(f"{forces_out}: the forces file must end in .npy")
+    check_output_path(forces_out, "forces")
+    check_output_path(grad_params, "parameter gradients")
+    if ff is not None:
+        system, pos, box, force_field = _ff_system(ff, molecule, charges)
+    else:
+        system, pos, box = _openmm_system(openmm_xml, positions)
+    terms = system.energy_terms(pos, box)
+    total, forces = system.energy_and_forces(pos, box)
+    if not np.isfinite(total):
+        _fail(f"the energy is not finite ({total}); check the structure for overlapping atoms")
+    if grad_params is not None:
+        from chronograd.cli.smirnoff_commands import write_parameter_gradients
 
-    try:
-        if ff is not None:
-            system, pos, box, force_field = _ff_system(ff, molecule, charges)
-        elif openmm_xml is not None and positions is not None:
-            system, pos, box = _openmm_system(openmm_xml, positions)
-        else:
-            _fail("give --openmm SYSTEM.xml --positions FILE.pdb, or --ff NAME MOLECULE.sdf")
-        terms = system.energy_terms(pos, box)
-        total, forces = system.energy_and_forces(pos, box)
-        if grad_params is not None:
-            if ff is None:
-                _fail("--grad-params needs --ff (an OpenMM System has no force-field parameters)")
-            from chronograd.cli.smirnoff_commands import write_parameter_gradients
-
-            write_parameter_gradients(grad_params, force_field, system, pos)
-    except cg.ChronogradError as exc:
-        _fail(str(exc))
+        atomic_write(grad_params, lambda tmp: write_parameter_gradients(tmp, force_field,
+                                                                        system, pos))
     if forces_out is not None:
-        np.save(forces_out, forces)
+        def save_forces(tmp):
+            with open(tmp, "wb") as fh:
+                np.save(fh, forces)
+
+        atomic_write(forces_out, save_forces)
     if as_json:
         typer.echo(json.dumps({"total": total, "terms": terms, "units": "kJ/mol"}))
         return
@@ -101,7 +143,7 @@ def _openmm_system(openmm_xml: Path, positions: Path):
 
     omm = read_openmm_system_xml(openmm_xml)
     pos, box = read_pdb_positions(positions)
-    system = cg.from_openmm(omm)
+    system = cg.from_openmm(omm, source=str(openmm_xml))
     if pos.shape[0] != system.n_atoms:
         _fail(
             f"{openmm_xml} has {system.n_atoms} particles but {positions} has"
@@ -112,7 +154,9 @@ def _openmm_system(openmm_xml: Path, positions: Path):
             f"{openmm_xml} is periodic (PME, Ewald or a periodic cutoff) but {positions}"
             " has no CRYST1 record; add the box as a CRYST1 line"
         )
-    return system, pos, box if system.periodic else None
+    box = box if system.periodic else None
+    pos, box = system.check_inputs(pos, box, where=str(positions))
+    return system, pos, box
 
 
 def _ff_system(ff_name: str, molecule: Path | None, charges: str, smiles: str | None = None):
@@ -140,23 +184,20 @@ def parameterize(
     """Type a molecule with a SMIRNOFF force field and save the System as JSON."""
     import chronograd as cg
 
-    try:
-        system, _, _, _ = _ff_system(ff, molecule, charges, smiles)
-        tmp = output.with_name(output.name + ".tmp")
-        cg.save(system, tmp)
-        tmp.replace(output)  # nothing half-written
-    except cg.ChronogradError as exc:
-        _fail(str(exc))
+    check_output_path(output, "system JSON")
+    system, _, _, _ = _ff_system(ff, molecule, charges, smiles)
+    cg.save(system, output)  # written to a temporary file, then moved: nothing half-written
     typer.echo(f"wrote {output}: {system.n_atoms} atoms, terms {', '.join(system.term_names())}")
 
 
 @app.command()
 def simulate(
-    system_json: Path | None = typer.Argument(None, help="System JSON (with --positions)."),
+    source: Path | None = typer.Argument(
+        None, help="SYSTEM.json (with --positions), or with --ff the MOLECULE.sdf."),
     positions: Path | None = typer.Option(None, "--positions", help="PDB for SYSTEM.json."),
     ff: str | None = typer.Option(None, "--ff", help=FF_HELP),
     molecule: Path | None = typer.Option(None, "--molecule", help="SDF/MOL molecule (--ff)."),
-    smiles: str | None = typer.Option(None, "--smiles", help="SMILES instead of --molecule."),
+    smiles: str | None = typer.Option(None, "--smiles", help="SMILES instead of a molecule."),
     charges: str = typer.Option("auto", "--charges", help="from-file | am1bcc | gasteiger."),
     solvate: float | None = typer.Option(None, "--solvate", help="Water padding (nm)."),
     liquid: int | None = typer.Option(None, "--liquid", help="Neat liquid of N molecules."),
@@ -177,47 +218,38 @@ def simulate(
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same run)."),
 ) -> None:
     """Run molecular dynamics; writes the trajectory, a PDB of the start and (optionally) a
-    state-data CSV and checkpoints. Units: nm, ps, K, bar."""
-    import chronograd as cg
+    state-data CSV and checkpoints. Units: nm, ps, K, bar. Every option and input is checked
+    before anything is written."""
     from chronograd.cli import simulate_command as sc
-    from chronograd.dynamics.runner import SimulationError
 
-    try:
-        dt = sc.parse_quantity(timestep, "time", "ps")
-        temp = sc.parse_quantity(temperature, "temperature", "K")
-        press = None if pressure is None else sc.parse_quantity(pressure, "pressure", "bar")
-        if system_json is not None:
-            if ff is not None:
-                _fail("give SYSTEM.json or --ff, not both")
-            if positions is None:
-                _fail("SYSTEM.json needs --positions FILE.pdb")
-            from chronograd.interop.files import read_pdb_positions
-
-            system = cg.load(system_json)
-            pos, box = read_pdb_positions(positions)
-            box = box if system.periodic else None
-            mols = None
-        elif ff is not None:
-            system, pos, box, mols = sc.build_from_force_field(ff, molecule, smiles, charges,
-                                                               solvate, liquid, density)
-        else:
-            _fail("give SYSTEM.json --positions FILE.pdb, or --ff NAME (--molecule F |"
-                  " --smiles S)")
-        if mols is not None and not resume:
-            pdb = output.with_suffix(".pdb")
-            full = system.check_inputs(pos, box)[0]
-            sc.write_topology_pdb(pdb, mols, full, box, system.n_atoms)
-            typer.echo(f"wrote {pdb} (starting structure and topology)")
-        state = sc.run_simulation(
-            system=system, positions=pos, box=box, steps=steps, timestep=dt,
-            temperature=temp, pressure=press, friction=friction, integrator=integrator,
-            minimize_first=minimize, output=output, report_every=report_every,
-            checkpoint=checkpoint, resume=resume, seed=seed, state_data=state_data,
-            echo=typer.echo)
-    except SimulationError as exc:
-        _fail(str(exc))
-    except cg.ChronogradError as exc:
-        _fail(str(exc))
+    options = sc.check_options(
+        timestep=timestep, temperature=temperature, pressure=pressure, friction=friction,
+        steps=steps, report_every=report_every, integrator=integrator, output=output,
+        state_data=state_data, checkpoint=checkpoint, resume=resume, seed=seed,
+        solvate=solvate, liquid=liquid, density=density)
+    if ff is not None:
+        if source is not None and (molecule is not None or smiles is not None):
+            _fail("give the molecule once: MOLECULE.sdf, --molecule or --smiles")
+        if positions is not None:
+            _fail("--positions belongs to SYSTEM.json; with --ff the molecule file gives the"
+                  " coordinates")
+        mol_file = source if source is not None else molecule
+        if mol_file is not None and mol_file.suffix.lower() == ".json":
+            _fail(f"{mol_file}: with --ff give a molecule (SDF/MOL); a SYSTEM.json is run"
+                  " without --ff: chronograd simulate SYSTEM.json --positions FILE.pdb")
+        system, pos, box, mols = sc.build_from_force_field(ff, mol_file, smiles, charges,
+                                                           solvate, liquid, density)
+    elif source is not None:
+        if molecule is not None or smiles is not None or solvate is not None or \
+                liquid is not None:
+            _fail("--molecule, --smiles, --solvate and --liquid need --ff")
+        if positions is None:
+            _fail("SYSTEM.json needs --positions FILE.pdb")
+        system, pos, box, mols = sc.load_system(source, positions)
+    else:
+        _fail("give SYSTEM.json --positions FILE.pdb, or --ff NAME (MOLECULE.sdf | --smiles S)")
+    state = sc.run_simulation(system=system, positions=pos, box=box, molecules=mols,
+                              minimize_first=minimize, echo=typer.echo, **options)
     typer.echo(f"done: step {int(state.step)}, potential {float(state.potential_energy):.2f}"
                f" kJ/mol; trajectory {output}")
 
@@ -233,14 +265,13 @@ def fit(
 ) -> None:
     """Fit force-field parameters to QM targets: writes the fitted .offxml, log.jsonl,
     summary.json and report.md (with plots) to the config's output directory."""
-    import chronograd as cg
     from chronograd.fit import load_config, run_fit
 
+    if stop_after is not None and stop_after < 1:
+        _fail(f"--stop-after must be at least 1, got {stop_after}")
+    cfg = load_config(config)
     try:
-        cfg = load_config(config)
         summary = run_fit(cfg, resume=resume, stop_after=stop_after, progress=not quiet)
-    except cg.ChronogradError as exc:
-        _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted; the last checkpoint is kept (continue with --resume)")
     if not summary["finished"]:
@@ -255,8 +286,45 @@ def fit(
         typer.echo(f"  {name} [{split}] {key} {a:.4g} -> {b:.4g}")
 
 
-def main() -> None:
-    app()
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def _error(message: str) -> None:
+    typer.echo(f"error: {_one_line(message)}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 bad input or failure, 2 usage)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="chronograd", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except typer.exceptions.TyperException as exc:  # usage: unknown option, wrong type, ...
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return 0  # the help has been shown
+        if debug:
+            traceback.print_exc()
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _error(f"{message} (see chronograd --help)")
+        return int(getattr(exc, "exit_code", 2))
+    except typer.exceptions.Abort:
+        _error("interrupted")
+        return 130
+    except ChronogradError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(str(exc))
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a line
+        if debug:
+            traceback.print_exc()
+        _error(f"unexpected {type(exc).__name__}: {exc}; this is a bug in chronograd or an"
+               " input it does not check yet: run with --debug for the traceback")
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

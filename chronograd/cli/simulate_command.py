@@ -9,30 +9,88 @@ reporters and checkpoints, resume after a crash.
 
 from __future__ import annotations
 
-import re
+import math
 from pathlib import Path
 
 import numpy as np
 
+from chronograd import units
 from chronograd.errors import InputError
 
-_UNITS = {
-    "time": {"fs": 1e-3, "ps": 1.0, "ns": 1e3},
-    "temperature": {"k": 1.0},
-    "pressure": {"bar": 1.0, "atm": 1.01325, "kpa": 0.01, "pa": 1e-5},
-}
+INTEGRATORS = ("langevin", "verlet", "nose-hoover", "brownian")
 
 
 def parse_quantity(text: str, kind: str, default_unit: str) -> float:
     """'2fs', '2 fs', '0.002' (default unit) -> value in ps / K / bar."""
-    m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*([A-Za-z]*)\s*", str(text))
-    if not m:
-        raise InputError(f"cannot read {kind} {text!r}; write e.g. '2fs', '300K', '1bar'")
-    unit = (m.group(2) or default_unit).lower()
-    if unit not in _UNITS[kind]:
-        raise InputError(f"unknown {kind} unit {m.group(2)!r} in {text!r}; use one of"
-                         f" {', '.join(_UNITS[kind])}")
-    return float(m.group(1)) * _UNITS[kind][unit]
+    expected = {"time": units.TIME, "temperature": units.TEMPERATURE,
+                "pressure": units.PRESSURE}[kind]
+    try:
+        return units.parse_quantity(text, expected, default_unit=default_unit, what=kind)[0]
+    except InputError as exc:
+        raise InputError(f"--{kind if kind != 'time' else 'timestep'}: {exc}; write e.g."
+                         " '2fs', '300K', '1bar'") from None
+
+
+def check_options(*, timestep, temperature, pressure, friction, steps, report_every,
+                  integrator, output, state_data, checkpoint, resume, seed, solvate, liquid,
+                  density) -> dict:
+    """Every option of ``chronograd simulate`` checked (values, units, physical sense, output
+    folders) before anything is built or written; returns the run options in internal units.
+    """
+    from chronograd.cli.main import check_output_path
+
+    dt = parse_quantity(timestep, "time", "ps")
+    temp = parse_quantity(temperature, "temperature", "K")
+    press = None if pressure is None else parse_quantity(pressure, "pressure", "bar")
+    if not dt > 0:
+        raise InputError(f"--timestep must be positive, got {timestep!r}")
+    if temp < 0:
+        raise InputError(f"--temperature must be >= 0 K, got {temperature!r}")
+    if press is not None and press < 0:
+        raise InputError(f"--pressure must be >= 0 bar, got {pressure!r}")
+    if not math.isfinite(friction) or friction < 0:
+        raise InputError(f"--friction must be a finite number >= 0 (1/ps), got {friction}")
+    if integrator == "brownian" and not friction > 0:
+        raise InputError("--integrator brownian needs --friction > 0")
+    if integrator not in INTEGRATORS:
+        raise InputError(f"unknown integrator {integrator!r}; use {', '.join(INTEGRATORS)}")
+    if steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}")
+    if report_every < 1 or steps % report_every:
+        raise InputError(f"--steps ({steps}) must be a multiple of --report-every"
+                         f" ({report_every})")
+    if not 0 <= seed < 2**32:
+        raise InputError(f"--seed must be in 0 .. 2**32 - 1, got {seed}")
+    if solvate is not None and not (math.isfinite(solvate) and solvate > 0):
+        raise InputError(f"--solvate must be a positive padding in nm, got {solvate}")
+    if solvate is not None and liquid is not None:
+        raise InputError("give --solvate or --liquid, not both")
+    if liquid is not None and liquid < 1:
+        raise InputError(f"--liquid must be at least 1 molecule, got {liquid}")
+    if density is not None and not (math.isfinite(density) and density > 0):
+        raise InputError(f"--density must be positive (g/mL), got {density}")
+    if output.suffix.lower() not in (".dcd", ".xtc"):
+        raise InputError(f"{output}: the trajectory must end in .dcd or .xtc")
+    check_output_path(output, "trajectory")
+    check_output_path(state_data, "state data")
+    check_output_path(checkpoint, "checkpoint")
+    if resume and (checkpoint is None or not Path(checkpoint).is_file()):
+        raise InputError("--resume needs an existing --checkpoint file")
+    return {"steps": steps, "timestep": dt, "temperature": temp, "pressure": press,
+            "friction": friction, "integrator": integrator, "output": output,
+            "report_every": report_every, "state_data": state_data, "checkpoint": checkpoint,
+            "resume": resume, "seed": seed}
+
+
+def load_system(system_json: Path, positions: Path):
+    """(system, positions, box, None) from a System JSON and a PDB."""
+    import chronograd as cg
+    from chronograd.interop.files import read_pdb_positions
+
+    system = cg.load(system_json)
+    pos, box = read_pdb_positions(positions)
+    pos, box = system.check_inputs(pos, box if system.periodic else None, where=str(positions))
+    return system, pos, box, None
 
 
 def build_from_force_field(ff_names: str, molecule, smiles, charges, solvate, liquid, density):
@@ -47,8 +105,6 @@ def build_from_force_field(ff_names: str, molecule, smiles, charges, solvate, li
     if mol.positions is None:
         raise InputError(f"{molecule}: the molecule has no coordinates")
     ff = ForceField(*[n.strip() for n in ff_names.split(",")])
-    if solvate is not None and liquid is not None:
-        raise InputError("give --solvate or --liquid, not both")
     if solvate is not None:
         mols, pos, box = solvate_molecule(mol, padding_nm=solvate)
     elif liquid is not None:
@@ -89,9 +145,12 @@ def write_topology_pdb(path: Path, molecules, positions, box, n_particles: int) 
     traj.save_pdb(str(path))
 
 
-def run_simulation(*, system, positions, box, steps, timestep, temperature, pressure, friction,
-                   integrator, minimize_first, output, report_every, checkpoint, resume, seed,
-                   state_data, echo):
+def run_simulation(*, system, positions, box, molecules, steps, timestep, temperature,
+                   pressure, friction, integrator, minimize_first, output, report_every,
+                   checkpoint, resume, seed, state_data, echo):
+    """Build the integrator, check the inputs against the system, then (only then) write the
+    starting PDB and run. On a blow-up the last good state is written next to the trajectory
+    and the error names it."""
     import jax
 
     from chronograd.dynamics import brownian, langevin, nose_hoover, velocity_verlet
@@ -103,8 +162,9 @@ def run_simulation(*, system, positions, box, steps, timestep, temperature, pres
         StateDataReporter,
         XTCReporter,
         load_checkpoint,
+        save_checkpoint,
     )
-    from chronograd.dynamics.runner import simulate
+    from chronograd.dynamics.runner import SimulationError, simulate
     from chronograd.minimize import minimize
 
     makers = {
@@ -115,26 +175,21 @@ def run_simulation(*, system, positions, box, steps, timestep, temperature, pres
         "brownian": lambda: brownian(system, timestep=timestep, temperature=temperature,
                                      friction=friction),
     }
-    if integrator not in makers:
-        raise InputError(f"unknown integrator {integrator!r}; use {', '.join(makers)}")
-    if report_every < 1 or steps % report_every:
-        raise InputError(f"--steps ({steps}) must be a multiple of --report-every"
-                         f" ({report_every})")
-    suffix = output.suffix.lower()
-    if suffix not in (".dcd", ".xtc"):
-        raise InputError(f"{output}: the trajectory must end in .dcd or .xtc")
     if pressure is not None and box is None:
         raise InputError("--pressure needs a periodic box (use --solvate or --liquid)")
+    full, box = system.check_inputs(positions, box)
     integ = makers[integrator]()
     barostat = None
     if pressure is not None:
         barostat = monte_carlo_barostat(integ, pressure=pressure, temperature=temperature)
     if resume:
-        if checkpoint is None or not Path(checkpoint).exists():
-            raise InputError("--resume needs an existing --checkpoint file")
         state = load_checkpoint(checkpoint, integ)
         echo(f"resuming from {checkpoint} at step {int(state.step)}")
     else:
+        if molecules is not None:
+            pdb = output.with_suffix(".pdb")
+            write_topology_pdb(pdb, molecules, full, box, system.n_atoms)
+            echo(f"wrote {pdb} (starting structure and topology)")
         if minimize_first:
             result = minimize(system, positions, box)
             echo(f"minimized: {result.energy:.2f} kJ/mol ({result.status}, "
@@ -147,8 +202,8 @@ def run_simulation(*, system, positions, box, steps, timestep, temperature, pres
         echo(f"nothing to do: the run is already at step {int(state.step)}")
         return state
     at = int(state.step)
-    traj = (DCDReporter if suffix == ".dcd" else XTCReporter)(output, report_every,
-                                                              append=resume, resume_step=at)
+    traj = (DCDReporter if output.suffix.lower() == ".dcd" else XTCReporter)(
+        output, report_every, append=resume, resume_step=at)
     reporters = [traj, ProgressReporter(remaining, report_every)]
     if state_data is not None:
         reporters.append(StateDataReporter(state_data, report_every, append=resume,
@@ -157,6 +212,17 @@ def run_simulation(*, system, positions, box, steps, timestep, temperature, pres
         reporters.append(CheckpointReporter(checkpoint, report_every))
     try:
         state = simulate(integ, state, remaining, reporters=reporters, barostat=barostat)
+    except SimulationError as exc:
+        if exc.last_good_state is None:
+            raise
+        last = output.with_name(output.stem + ".last_good.chk")
+        save_checkpoint(last, exc.last_good_state, integ)
+        raise SimulationError(
+            f"the simulation blew up at step {exc.step}: {exc.reason}. The last good state"
+            f" (step {int(exc.last_good_state.step)}) is written to {last} (continue from it"
+            f" with --checkpoint {last} --resume) and the frames so far are in {output}; try a"
+            " smaller --timestep, --minimize, or check the starting structure for clashes",
+            exc.last_good_state) from None
     finally:
         for r in reporters:
             r.close()
