@@ -7,6 +7,7 @@ Conversions happen only where data enters or leaves (readers, writers, the CLI).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -144,7 +145,13 @@ def parse_unit(expression: str) -> tuple[float, dict[str, int]]:
     Raises:
         InputError: an unknown unit (the known ones are listed) or a malformed expression.
     """
-    text = str(expression)
+    factor, dims = _parse_unit(str(expression))
+    return factor, dict(dims)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_unit(text: str) -> tuple[float, tuple[tuple[str, int], ...]]:
+    """``parse_unit`` with the dimension as sorted pairs (cached: files repeat their units)."""
     tokens = _TOKEN.findall(text)
     if not tokens or "".join(tokens).replace(" ", "") != text.replace(" ", "").strip():
         raise InputError(f"cannot parse the unit expression {text!r}")
@@ -193,10 +200,10 @@ def parse_unit(expression: str) -> tuple[float, dict[str, int]]:
             value = (value[0] * rhs[0] ** sign, dimension_product((value[1], 1), (rhs[1], sign)))
         return value
 
-    result = product()
+    factor, dims = product()
     if pos != len(tokens):
         raise bad(f"unexpected {tokens[pos]!r}")
-    return result
+    return factor, tuple(sorted(dims.items()))
 
 
 _NUMBER = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))"

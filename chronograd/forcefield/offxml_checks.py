@@ -17,6 +17,7 @@ import re
 from chronograd.errors import InputError
 
 _COMMON = {"smirks", "id", "parent_id"}
+_INDEXED_KEY = re.compile(r"([A-Za-z_]+?)(\d+)")
 # handler -> (parameter element, attributes without their index, indexed attributes)
 PARAMETERS = {
     "Constraints": ("Constraint", {"distance"}, set()),
@@ -67,7 +68,7 @@ def check_parameter_element(source: str, handler: str, elem, pid: str) -> None:
         if "bondorder" in key:
             raise InputError(f"{_where(source, handler, pid)} uses {key}: fractional bond-order"
                              " interpolation is not supported")
-        m = re.fullmatch(r"([A-Za-z_]+?)(\d+)", key)
+        m = _INDEXED_KEY.fullmatch(key)
         if key in _COMMON or key in plain or (m and m.group(1) in indexed
                                               and int(m.group(2)) >= 1):
             continue
@@ -129,7 +130,12 @@ def check_parameter_values(source: str, handler: str, p) -> None:
 
 
 def _indices(values: dict, attr: str) -> list[int]:
-    return sorted(int(m.group(1)) for key in values if (m := re.fullmatch(rf"{attr}(\d+)", key)))
+    """The n of every ``<attr><n>`` key of ``values``, sorted."""
+    out = []
+    for key in values:
+        if key.startswith(attr) and key[len(attr):].isdigit():
+            out.append(int(key[len(attr):]))
+    return sorted(out)
 
 
 def check_smirks(source: str, handler: str, p) -> None:
