@@ -367,7 +367,7 @@ CASES = [
          lambda d: ["energy", "--ff", SAGE, sdf(d, "\n".join(
              (lambda ls: ls[:5] + [ls[4][:30] + ls[5][30:]] + ls[6:])(
                  ethanol_sdf_text().splitlines())) + "\n")],
-         "are at the same position"),
+         "mol.sdf: atoms 0 and 1 are at the same position"),
     Case("offxml-duplicate-id", "`.offxml` with two bonds of id b1", lambda d: [
         "energy", "--ff", offxml(d, 'id="b2"', 'id="b1"'), sdf(d)],
          "parameter id 'b1' is used twice in <Bonds> (parameters 1 and 2)"),

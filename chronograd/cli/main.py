@@ -29,6 +29,7 @@ import numpy as np
 import typer
 
 from chronograd.errors import ChronogradError, InputError
+from chronograd.space.positions import check_positions
 
 app = typer.Typer(
     add_completion=False,
@@ -166,6 +167,7 @@ def _ff_system(ff_name: str, molecule: Path | None, charges: str, smiles: str | 
     mol = load_molecule(molecule, smiles)
     if mol.positions is None:
         _fail(f"{molecule}: the molecule has no coordinates")
+    check_positions(mol.positions, where=str(molecule) if molecule else None)
     force_field = ForceField(*[n.strip() for n in ff_name.split(",")])
     system = force_field.create_system(mol, charges=resolve_charges(mol, charges))
     return system, mol.positions, None, force_field

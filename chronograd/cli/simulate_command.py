@@ -98,12 +98,14 @@ def build_from_force_field(ff_names: str, molecule, smiles, charges, solvate, li
     in vacuum, solvated in water, or as a neat liquid."""
     from chronograd.cli.smirnoff_commands import load_molecule, resolve_charges
     from chronograd.forcefield import ForceField
+    from chronograd.space.positions import check_positions
     from chronograd.topology.boxes import liquid_box
     from chronograd.topology.boxes import solvate as solvate_molecule
 
     mol = load_molecule(molecule, smiles)
     if mol.positions is None:
         raise InputError(f"{molecule}: the molecule has no coordinates")
+    check_positions(mol.positions, where=str(molecule) if molecule else None)
     ff = ForceField(*[n.strip() for n in ff_names.split(",")])
     if solvate is not None:
         mols, pos, box = solvate_molecule(mol, padding_nm=solvate)

@@ -52,6 +52,9 @@ def am1bcc_charges(molecule: Molecule) -> np.ndarray:
 
     if molecule.positions is None:
         raise InputError(f"{molecule.name}: AM1-BCC needs a conformer; none is present")
+    from chronograd.space.positions import check_positions
+
+    check_positions(molecule.positions, where=f"{molecule.name} (the conformer for AM1-BCC)")
     key = hashlib.sha1(
         (molecule.identity() + np.round(molecule.positions, 5).tobytes().hex()).encode()
     ).hexdigest()

@@ -104,10 +104,11 @@ class Molecule:
         if mol.GetNumAtoms() and all(a.HasProp("PartialCharge") for a in mol.GetAtoms()):
             charges = np.array([a.GetDoubleProp("PartialCharge") for a in mol.GetAtoms()])
         positions = mol.GetConformer().GetPositions() * 0.1 if mol.GetNumConformers() else None
-        if positions is not None:
-            from chronograd.space.positions import check_positions
-
-            check_positions(positions, where=f"molecule {label!r}")
+        if positions is not None:  # coincident atoms are checked where positions are used
+            bad = np.flatnonzero(~np.all(np.isfinite(positions), axis=1))
+            if bad.size:
+                raise InputError(f"molecule {label!r}: coordinates of atom index {int(bad[0])}"
+                                 " are not finite")
         if charges is not None and not np.all(np.isfinite(charges)):
             k = int(np.flatnonzero(~np.isfinite(charges))[0])
             raise InputError(f"molecule {label!r}: the partial charge of atom index {k} is not"
