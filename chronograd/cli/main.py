@@ -29,7 +29,7 @@ import numpy as np
 import typer
 
 from chronograd.errors import ChronogradError, InputError
-from chronograd.space.positions import check_positions
+from chronograd.interop.files import atomic_write
 
 app = typer.Typer(
     add_completion=False,
@@ -60,16 +60,6 @@ def check_output_path(path: Path | None, what: str) -> None:
                          " first or choose another path")
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give a file name for the {what}")
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``path`` (nothing half-written)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 FF_HELP = ("SMIRNOFF force field (name or path); several are combined when joined by commas,"
@@ -161,14 +151,9 @@ def _openmm_system(openmm_xml: Path, positions: Path):
 
 
 def _ff_system(ff_name: str, molecule: Path | None, charges: str, smiles: str | None = None):
-    from chronograd.cli.smirnoff_commands import load_molecule, resolve_charges
-    from chronograd.forcefield import ForceField
+    from chronograd.cli.smirnoff_commands import load_force_field_and_molecule, resolve_charges
 
-    mol = load_molecule(molecule, smiles)
-    if mol.positions is None:
-        _fail(f"{molecule}: the molecule has no coordinates")
-    check_positions(mol.positions, where=str(molecule) if molecule else None)
-    force_field = ForceField(*[n.strip() for n in ff_name.split(",")])
+    force_field, mol = load_force_field_and_molecule(ff_name, molecule, smiles)
     system = force_field.create_system(mol, charges=resolve_charges(mol, charges))
     return system, mol.positions, None, force_field
 

@@ -96,17 +96,11 @@ def load_system(system_json: Path, positions: Path):
 def build_from_force_field(ff_names: str, molecule, smiles, charges, solvate, liquid, density):
     """(system, positions, box, molecules) from a SMIRNOFF force field and one molecule,
     in vacuum, solvated in water, or as a neat liquid."""
-    from chronograd.cli.smirnoff_commands import load_molecule, resolve_charges
-    from chronograd.forcefield import ForceField
-    from chronograd.space.positions import check_positions
+    from chronograd.cli.smirnoff_commands import load_force_field_and_molecule, resolve_charges
     from chronograd.topology.boxes import liquid_box
     from chronograd.topology.boxes import solvate as solvate_molecule
 
-    mol = load_molecule(molecule, smiles)
-    if mol.positions is None:
-        raise InputError(f"{molecule}: the molecule has no coordinates")
-    check_positions(mol.positions, where=str(molecule) if molecule else None)
-    ff = ForceField(*[n.strip() for n in ff_names.split(",")])
+    ff, mol = load_force_field_and_molecule(ff_names, molecule, smiles)
     if solvate is not None:
         mols, pos, box = solvate_molecule(mol, padding_nm=solvate)
     elif liquid is not None:

@@ -24,6 +24,19 @@ def load_molecule(path: Path | None, smiles: str | None):
     return molecules[0]
 
 
+def load_force_field_and_molecule(ff_names: str, path: Path | None, smiles: str | None):
+    """(ForceField, Molecule) for the CLI: force fields joined by commas, and one molecule
+    with coordinates that an energy can use (finite, no two atoms at one position)."""
+    from chronograd.forcefield import ForceField
+    from chronograd.space.positions import check_positions
+
+    mol = load_molecule(path, smiles)
+    if mol.positions is None:
+        raise InputError(f"{path}: the molecule has no coordinates")
+    check_positions(mol.positions, where=str(path) if path else None)
+    return ForceField(*[n.strip() for n in ff_names.split(",")]), mol
+
+
 def resolve_charges(molecule, charges: str) -> str | None:
     """"auto": the file's charges if it has them, else the force field's charge model."""
     if charges == "auto":

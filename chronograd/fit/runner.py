@@ -147,12 +147,6 @@ def _optimizer(cfg):
         raise cfg.error("optimizer", "method", message=str(e)) from None
 
 
-def _atomic_write(path: Path, data: bytes):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _log_text(log):
     return "".join(json.dumps(e) + "\n" for e in log)
 
@@ -242,6 +236,7 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
     from chronograd.fit.checkpoint import FILENAME, write_fit_checkpoint
     from chronograd.fit.objective import Evaluator
     from chronograd.fit.parallel import DaskRemote
+    from chronograd.interop.files import atomic_write
 
     ckpt_path, log_path = out / FILENAME, out / "log.jsonl"
     ev = Evaluator(obj, client, DaskRemote(cfg, obj.fp.indices) if client else None)
@@ -263,7 +258,7 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
                 "target_states": {j: t.get_state() for j, t in enumerate(obj.targets)
                                   if hasattr(t, "get_state")}}
         write_fit_checkpoint(ckpt_path, blob, config_sha256=sha)
-        _atomic_write(log_path, _log_text(log).encode())
+        atomic_write(log_path, lambda tmp: tmp.write_text(_log_text(log)))
 
     bar = _progress(progress, end - start, start, iterations, opt.name)
     try:

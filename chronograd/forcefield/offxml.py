@@ -24,6 +24,7 @@ import defusedxml.ElementTree as SafeET
 from chronograd.errors import InputError
 from chronograd.forcefield import offxml_checks as checks
 from chronograd.forcefield.quantity import expected_dimension, format_quantity, parse_quantity
+from chronograd.interop.files import atomic_write
 
 # Per-parameter attributes that are numbers with units (indexed ones end in a digit).
 _QUANTITY = re.compile(r"^(k|length|angle|phase|epsilon|sigma|rmin_half|charge|charge_increment|"
@@ -253,6 +254,4 @@ def write_offxml(ff: ForceFieldFile, path, values: dict[tuple[str, str, str], fl
         if elem is None or attr not in elem.attrib:
             raise InputError(f"no attribute {attr} on parameter {pid} in {handler}")
         elem.set(attr, format_quantity(value, units.get((handler, pid, attr), "")))
-    tmp = Path(str(path) + ".tmp")
-    tree.write(tmp, encoding="utf-8", xml_declaration=True)
-    tmp.replace(path)  # nothing half-written
+    atomic_write(path, lambda tmp: tree.write(tmp, encoding="utf-8", xml_declaration=True))

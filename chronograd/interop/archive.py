@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from chronograd.errors import InputError
+from chronograd.interop.files import atomic_write
 
 _HEADER = "__header__"
 
@@ -78,10 +78,8 @@ def write_archive(path, header: dict, arrays: dict[str, np.ndarray]) -> None:
     header.pop("sha256", None)
     header["sha256"] = _digest(header, arrays)
     blob = np.frombuffer(json.dumps(header, allow_nan=True).encode(), np.uint8)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **{_HEADER: blob}, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.savez(tmp, **{_HEADER: blob}, **arrays),
+                 suffix=".tmp.npz")
 
 
 def read_archive(path, *, format: str, version: int, what: str) -> tuple[dict, dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,6 +13,19 @@ import defusedxml.ElementTree as SafeET
 import numpy as np
 
 from chronograd.errors import InputError
+
+
+def atomic_write(path, write, *, suffix: str = ".tmp") -> None:
+    """Call ``write(tmp)`` for a temporary file beside ``path``, then move it onto ``path``, so
+    that a crash or a refused input never leaves a half-written file. ``suffix`` ends the
+    temporary name (np.savez, for one, appends .npz to any other)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_openmm_system_xml(path):

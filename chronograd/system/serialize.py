@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chronograd.errors import InputError, SchemaError
+from chronograd.interop.files import atomic_write
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
 from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
@@ -266,10 +267,7 @@ def system_from_dict(data: dict, *, source: str = "<dict>") -> System:
 def save(system: System, path, params=None) -> None:
     """Write the system (and ``params``, default its own) to ``path`` as JSON."""
     text = json.dumps(system_to_dict(system, params), indent=1)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(path)  # nothing half-written
+    atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
 
 
 def load(path) -> System:
