@@ -28,6 +28,7 @@ from chronograd.system import (  # noqa: E402
     mixed_jvp_fn,
     mixed_vjp_fn,
     param_gradient_fn,
+    stack_systems,
 )
 from chronograd.system.serialize import load, save  # noqa: E402
 from chronograd.topology import Molecule  # noqa: E402
@@ -58,5 +59,6 @@ __all__ = [
     "param_gradient_fn",
     "save",
     "simulate",
+    "stack_systems",
     "to_openmm",
 ]

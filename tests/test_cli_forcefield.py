@@ -41,8 +41,8 @@ def test_energy_json_terms_and_gradient_csv(sdf, tmp_path):
     res = run("energy", "--ff", FF, sdf, "--json", "--grad-params", tmp_path / "g.csv")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert {"Bonds", "Angles", "ProperTorsions", "ImproperTorsions", "vdW",
-            "Electrostatics"} <= set(out["terms"])
+    assert {"harmonic_bond", "harmonic_angle", "periodic_torsion", "lennard_jones",
+            "coulomb"} <= set(out["terms"])
     mol = Molecule.from_sdf(sdf)[0]
     system = ForceField(FF).create_system(mol, charges="from-file")
     assert out["total"] == pytest.approx(system.energy(mol.positions), rel=1e-10)
@@ -58,8 +58,8 @@ def test_parameterize_writes_a_loadable_system(tmp_path):
     assert res.returncode == 0, res.stderr
     system = cg.load(tmp_path / "s.json")
     assert system.n_atoms == 9
-    assert set(system.term_names()) == {"Bonds", "Angles", "ProperTorsions", "ImproperTorsions",
-                                        "vdW", "Electrostatics"}
+    assert set(system.term_names()) == {"harmonic_bond", "harmonic_angle", "periodic_torsion",
+                                        "lennard_jones", "coulomb"}
 
 
 def test_parameterize_combines_force_fields_with_virtual_sites(tmp_path):

@@ -22,6 +22,7 @@ from reference_systems import (
 
 import chronograd as cg
 from chronograd.potentials.dispersion import dispersion_coefficient
+from chronograd.system.pairs import explicit_pairs
 from chronograd.units import ONE_4PI_EPS0
 
 REL_ENERGY = 1e-6
@@ -141,7 +142,7 @@ def test_dodecahedron_pairs_equal_exhaustive_image_search():
     terms = system.energy_terms(pos, box)
     nb, p = system.nonbonded, system.params["nonbonded"]
     q, sig, eps = (np.asarray(p[k]) for k in ("charge", "sigma", "epsilon"))
-    i, j = nb.dense_pairs().T
+    i, j = explicit_pairs(nb.n_atoms, nb.exception_atoms).T
     dr = pos[i] - pos[j]
     r = np.full(len(i), np.inf)
     for a, b, c in itertools.product((-1, 0, 1), repeat=3):

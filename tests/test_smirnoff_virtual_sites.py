@@ -142,7 +142,7 @@ def test_incompatible_handlers_are_named(tmp_path):
 
 
 def _flat_index(ff, handler, attr, file_attr, pid):
-    from chronograd.forcefield.source import theta_offsets
+    from chronograd.system.source import theta_offsets
 
     info = ff.row_info[handler][attr]
     pos = next(k for k, (i, a) in enumerate(zip(info.ids, info.file_attribute, strict=True))

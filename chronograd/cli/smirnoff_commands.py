@@ -66,7 +66,7 @@ _UNITS = {
 
 def write_parameter_gradients(path: Path, ff, system, positions) -> int:
     """CSV of id, handler, attribute, value, gradient (internal units) for used parameters."""
-    from chronograd.forcefield.source import theta_offsets
+    from chronograd.system.source import theta_offsets
 
     grad = jax.grad(system.energy_fn(), argnums=2)(np.asarray(positions), None, ff.params)
     offsets = theta_offsets(ff.params)

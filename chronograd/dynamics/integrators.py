@@ -34,6 +34,7 @@ from chronograd.dynamics.state import (
     remove_com_velocity,
 )
 from chronograd.errors import InputError
+from chronograd.system.pairs import choose_neighbor_list
 
 
 class Integrator(NamedTuple):
@@ -50,16 +51,6 @@ class Integrator(NamedTuple):
     constraints: Any
     timestep: float
     decay: float | None = None  # Langevin velocity memory per step, exp(-friction dt)
-
-
-def _use_neighbor_list(system, neighbor_list):
-    nb = system.nonbonded
-    has_cutoff = nb is not None and nb.uses_cutoff
-    if neighbor_list is None:
-        return has_cutoff and system.n_atoms >= 300
-    if neighbor_list and not has_cutoff:
-        raise InputError("neighbor_list=True needs a nonbonded cutoff; this system has none")
-    return bool(neighbor_list)
 
 
 def _check_bath(temperature, friction) -> None:
@@ -83,7 +74,7 @@ def _integrator(system, timestep, name, extra_init, make, *, remove_com, neighbo
                          " finite and >= 0 (0 for virtual sites and fixed particles)")
     con = build_constraints(system.constraints, system.constraint_distances, masses)
     dof = degrees_of_freedom(masses, 0 if con is None else con.n, remove_com)
-    nl_fns = system.neighbor_list(skin=skin) if _use_neighbor_list(system, neighbor_list) \
+    nl_fns = system.neighbor_list(skin=skin) if choose_neighbor_list(system, neighbor_list) \
         else None
     compute = force_fn(system, nl_fns)
     compute_jit = jax.jit(compute)

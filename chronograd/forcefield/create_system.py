@@ -23,16 +23,16 @@ from chronograd.forcefield.labeling import (
     label_molecule,
 )
 from chronograd.forcefield.quantity import parse_quantity
-from chronograd.forcefield.slot_map import SlotMap
-from chronograd.forcefield.source import (
+from chronograd.potentials.dispersion import lj_classes
+from chronograd.potentials.ewald import pme_parameters
+from chronograd.system.nonbonded import NonbondedTerm
+from chronograd.system.slot_map import SlotMap
+from chronograd.system.source import (
     ExceptionRule,
     ForceFieldSource,
     VirtualSiteRule,
     theta_offsets,
 )
-from chronograd.potentials.dispersion import lj_classes
-from chronograd.potentials.ewald import pme_parameters
-from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
 from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
 from chronograd.system.virtual_sites import VirtualSites
@@ -499,7 +499,7 @@ def _assemble(ff, parts, n_atoms, box) -> System:
     classes, counts = lj_classes(sig, eps)
     if box is None:
         nb = NonbondedTerm("Nonbonded", n_particles, "NoCutoff", exceptions, classes, counts,
-                           cutoff=cutoff, report_names=("vdW", "Electrostatics"))
+                           cutoff=cutoff)
     else:
         box = np.asarray(box, dtype=np.float64)
         alpha, grid = pme_parameters(cutoff, EWALD_TOLERANCE, box)
@@ -507,7 +507,7 @@ def _assemble(ff, parts, n_atoms, box) -> System:
                            cutoff=cutoff,
                            switch_distance=cutoff - switch_width if switch_width > 0 else None,
                            ewald_error_tolerance=EWALD_TOLERANCE, alpha=alpha, grid=grid,
-                           use_dispersion_correction=True, report_names=("vdW", "Electrostatics"))
+                           use_dispersion_correction=True)
     terms = (
         HarmonicBondTerm("Bonds", atoms("bonds", 2)),
         HarmonicAngleTerm("Angles", atoms("angles", 3)),

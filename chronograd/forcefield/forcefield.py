@@ -75,7 +75,7 @@ class ForceField:
         over ``systems`` (one System or a list) made from this force field. Atom tuples are
         the system's atom indices; per-atom terms (charges, vdW) give 1-tuples; virtual-site
         geometry gives the site's orientation atoms."""
-        from chronograd.forcefield.source import theta_offsets
+        from chronograd.system.source import theta_offsets
 
         if not isinstance(systems, (list, tuple)):
             systems = [systems]

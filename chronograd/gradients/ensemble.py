@@ -27,7 +27,6 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import logsumexp
 
-from chronograd.dynamics.integrators import _use_neighbor_list
 from chronograd.dynamics.state import BOLTZMANN
 from chronograd.errors import InputError
 from chronograd.gradients.common import (
@@ -38,6 +37,7 @@ from chronograd.gradients.common import (
 )
 from chronograd.observables import check_finite
 from chronograd.space.neighbor_list import update_or_regrow
+from chronograd.system.pairs import choose_neighbor_list
 from chronograd.units import BAR
 
 
@@ -87,7 +87,7 @@ class _PerFrame:
 
     def __init__(self, system, fp):
         self.system, self.fp = system, fp
-        self.use_nl = _use_neighbor_list(system, None)
+        self.use_nl = choose_neighbor_list(system, None)
         self.nl_fns = system.neighbor_list() if self.use_nl else None
         self.nbrs = None
         U = system.energy_fn(neighbor_list=True)

@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from chronograd.dynamics.constraints import build_constraints, rattle_velocities, shake
-from chronograd.dynamics.integrators import _use_neighbor_list
 from chronograd.dynamics.state import force_fn
 from chronograd.errors import InputError
 from chronograd.minimize.fire import FireState, fire
 from chronograd.minimize.lbfgs import lbfgs_run
+from chronograd.system.pairs import choose_neighbor_list
 
 RESTRAINT_K = 1e6  # kJ/mol/nm^2 on constrained distances during L-BFGS
 
@@ -52,7 +52,7 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     # projection), not the mass-weighted RATTLE metric.
     con = build_constraints(system.constraints, system.constraint_distances,
                             np.where(masses > 0, 1.0, 0.0))
-    nl_fns = system.neighbor_list() if _use_neighbor_list(system, neighbor_list) else None
+    nl_fns = system.neighbor_list() if choose_neighbor_list(system, neighbor_list) else None
     compute = force_fn(system, nl_fns)
     if con is not None:
         x = jax.jit(shake)(x, x, con, box)

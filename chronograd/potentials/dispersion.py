@@ -46,13 +46,15 @@ def dispersion_coefficient(sigma, epsilon, classes, class_counts, cutoff, switch
 
     Args:
         sigma, epsilon: [N] per-atom LJ parameters (nm, kJ/mol).
-        classes: [N] int class of each atom; class_counts: [K] members per class (static).
+        classes: [N] int class of each atom; class_counts: [K] members per class (0 for padding).
         cutoff: nm.  switch_distance: nm or None.
     """
     k = class_counts.shape[0]
     counts = jnp.asarray(class_counts, dtype=sigma.dtype)
-    sig_c = jax.ops.segment_sum(sigma, classes, num_segments=k) / counts
-    eps_c = jax.ops.segment_sum(epsilon, classes, num_segments=k) / counts
+    # classes with no members (padding in a batch) contribute nothing
+    per_class = jnp.where(counts > 0, counts, 1.0)
+    sig_c = jax.ops.segment_sum(sigma, classes, num_segments=k) / per_class
+    eps_c = jax.ops.segment_sum(epsilon, classes, num_segments=k) / per_class
     sig_ij = 0.5 * (sig_c[:, None] + sig_c[None, :])
     eps_ij = safe_sqrt(eps_c[:, None] * eps_c[None, :])
     pair_count = counts[:, None] * counts[None, :]
@@ -62,5 +64,5 @@ def dispersion_coefficient(sigma, epsilon, classes, class_counts, cutoff, switch
     total = jnp.sum(weight * eps_ij * (s6 * s6 / (9 * cutoff**9) - s6 / (3 * cutoff**3)))
     if switch_distance is not None:
         total = total + jnp.sum(weight * eps_ij * _switch_integral(sig_ij, cutoff, switch_distance))
-    n = float(np.sum(class_counts))
+    n = jnp.sum(counts)
     return 8.0 * n * n * math.pi * total / (n * (n + 1) / 2)

@@ -75,11 +75,15 @@ class NeighborListFns(NamedTuple):
     """``allocate(positions, box=None, *, max_neighbors=None, cell_capacity=None)`` on the
     host (capacities sized from the positions unless given); ``update(positions, nbrs,
     box=None)`` pure and jit-able (rebuilds when needed); ``rebuild(positions, nbrs, box=None)``
-    always rebuilds with the same capacities (so a restart reproduces a run exactly)."""
+    always rebuilds with the same capacities (so a restart reproduces a run exactly);
+    ``sized(box=None, *, max_neighbors, density)`` an unbuilt list whose capacities come from
+    a bound on the particle density instead of positions (for ``rebuild`` inside a pure
+    energy function)."""
 
     allocate: Callable[..., NeighborList]
     update: Callable[..., NeighborList]
     rebuild: Callable[..., NeighborList]
+    sized: Callable[..., NeighborList]
 
 
 def exclusion_keys(exclusions, n_atoms: int) -> np.ndarray:
@@ -271,11 +275,28 @@ def neighbor_list(
         idx, max_count, max_cell = _build(positions, box, nbrs.cell_dims, nbrs.cell_capacity,
                                           nbrs.max_neighbors)
         overflow = (max_count > nbrs.max_neighbors) | (max_cell > nbrs.cell_capacity)
+        if nbrs.cell_dims is not None:  # cells narrower than the list cutoff miss pairs
+            widths = perpendicular_widths(box)
+            overflow = overflow | jnp.any(
+                widths / jnp.asarray(nbrs.cell_dims) < list_cutoff / _REACH)
         ref_box = box if box is not None else jnp.zeros((3, 3), positions.dtype)
         return NeighborList(idx, positions, ref_box, overflow, nbrs.cell_dims,
                             nbrs.cell_capacity)
 
-    return NeighborListFns(allocate, jax.jit(update), jax.jit(rebuild))
+    def sized(box=None, *, max_neighbors: int, density: float) -> NeighborList:
+        dims = None
+        if box is not None:
+            box = np.asarray(check_reduced_box(box), np.float64)
+            dims = _cell_dims(box)
+        cell_capacity = 0
+        if dims is not None:
+            cell_volume = float(np.prod(np.asarray(perpendicular_widths(box)) / np.asarray(dims)))
+            cell_capacity = min(n, int(math.ceil(cell_volume * density * 1.5)) + 8)
+        return NeighborList(jnp.full((n, int(max_neighbors)), n, jnp.int32),
+                            jnp.zeros((n, 3)), jnp.zeros((3, 3)), jnp.asarray(False), dims,
+                            cell_capacity)
+
+    return NeighborListFns(allocate, jax.jit(update), jax.jit(rebuild), sized)
 
 
 def update_or_regrow(fns: NeighborListFns, positions, nbrs: NeighborList, box=None):

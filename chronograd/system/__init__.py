@@ -1,5 +1,6 @@
 """Systems: static energy terms plus parameter pytrees, and their derivatives."""
 
+from chronograd.system.batch import SystemBatch, stack_systems
 from chronograd.system.derivatives import (
     forces_fn,
     hessian_fn,
@@ -20,6 +21,7 @@ __all__ = [
     "NonbondedTerm",
     "PeriodicTorsionTerm",
     "System",
+    "SystemBatch",
     "forces_fn",
     "hessian_fn",
     "hessian_vector_product_fn",
@@ -27,4 +29,5 @@ __all__ = [
     "mix_sources",
     "mixed_vjp_fn",
     "param_gradient_fn",
+    "stack_systems",
 ]

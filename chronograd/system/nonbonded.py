@@ -15,21 +15,28 @@ dispersion correction, as in OpenMM). For every method:
 
 Energies are reported as two terms, Lennard-Jones (with LJ exceptions and the dispersion
 correction) and Coulomb (everything electrostatic).
+
+Which pairs are evaluated is decided in one place, ``system/pairs.py``: a cutoff (periodic or
+not) means a neighbor list, no cutoff means the explicit sparse list ``pairs`` held here as
+data. The term is a pytree: index arrays are data (padded with the index N in batches),
+method and options are static.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from chronograd.errors import InputError
 from chronograd.potentials import ewald, pair
 from chronograd.potentials.dispersion import dispersion_coefficient
-from chronograd.space.neighbor_list import exclusion_keys
+from chronograd.potentials.geometry import gather
 from chronograd.space.periodic import box_volume, minimum_image
+from chronograd.system.pairs import explicit_pairs
 
 METHODS = ("NoCutoff", "CutoffNonPeriodic", "CutoffPeriodic", "Ewald", "PME", "LJPME")
 PERIODIC_METHODS = ("CutoffPeriodic", "Ewald", "PME", "LJPME")
@@ -43,7 +50,8 @@ class NonbondedTerm:
     Params: {"charge" [N] e, "sigma" [N] nm, "epsilon" [N] kJ/mol,
     "exception_charge_prod" [E] e^2, "exception_sigma" [E] nm, "exception_epsilon" [E] kJ/mol}.
     ``alpha`` (1/nm) and ``grid`` (PME grid or Ewald k_max) are fixed at build time from the
-    default box, as OpenMM fixes them when a Context is created.
+    default box, as OpenMM fixes them when a Context is created. ``pairs`` [P, 2]: the explicit
+    non-excluded pairs of a system without cutoff (built when not given), empty otherwise.
     """
 
     name: str
@@ -65,7 +73,7 @@ class NonbondedTerm:
     lj_grid: tuple[int, int, int] | None = None
     explicit_lj_pme_parameters: bool = False
     report_names: tuple[str, str] | None = None
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    pairs: np.ndarray | None = None
     kind: ClassVar[str] = "nonbonded"
     param_names: ClassVar[tuple[str, ...]] = (
         "charge",
@@ -79,6 +87,11 @@ class NonbondedTerm:
     def __post_init__(self):
         if self.method not in METHODS:
             raise InputError(f"nonbonded method {self.method!r} is not one of {METHODS}")
+        if self.pairs is None and isinstance(self.exception_atoms, np.ndarray):
+            # built once on the host; unflattening a pytree passes arrays and skips this
+            pairs = (explicit_pairs(self.n_atoms, self.exception_atoms)
+                     if self.method == "NoCutoff" else np.zeros((0, 2), np.int32))
+            object.__setattr__(self, "pairs", pairs)
 
     @property
     def periodic(self) -> bool:
@@ -96,24 +109,13 @@ class NonbondedTerm:
     def term_names(self) -> tuple[str, ...]:
         if self.report_names is not None:
             return tuple(self.report_names)
-        if self.name == "nonbonded":
-            return ("lennard_jones", "coulomb")
-        return (f"{self.name}.lennard_jones", f"{self.name}.coulomb")
-
-    def dense_pairs(self) -> np.ndarray:
-        """All i < j pairs that are not exceptions, [P, 2] (built once, on the host)."""
-        if "dense" not in self._cache:
-            i, j = np.triu_indices(self.n_atoms, 1)
-            keys = i.astype(np.int64) * self.n_atoms + j
-            keep = ~np.isin(keys, exclusion_keys(self.exception_atoms, self.n_atoms))
-            self._cache["dense"] = np.stack([i[keep], j[keep]], axis=1).astype(np.int32)
-        return self._cache["dense"]
+        return ("lennard_jones", "coulomb")
 
     def energy_terms(self, positions, box, params, pairs=None):
         """{"lennard_jones": E, "coulomb": E} in kJ/mol.
 
         ``pairs``: (i, j) index arrays of broadcastable shapes (padding j == N), e.g. from
-        ``NeighborList.pairs()``; None means all pairs (``dense_pairs``).
+        ``NeighborList.pairs()``; None means the explicit list of a system without cutoff.
         """
         if self.periodic and box is None:
             raise InputError(
@@ -122,8 +124,13 @@ class NonbondedTerm:
             )
         b = box if self.periodic else None
         if pairs is None:
-            dense = jnp.asarray(self.dense_pairs())
-            pairs = (dense[:, 0], dense[:, 1])
+            if self.uses_cutoff:
+                raise InputError(
+                    f"nonbonded method {self.method} evaluates neighbor-list pairs; use"
+                    " system.energy_fn(), energy_fn(neighbor_list=True) with"
+                    " system.neighbor_list(), or system.energy(positions, box)")
+            explicit = jnp.asarray(self.pairs)
+            pairs = (explicit[:, 0], explicit[:, 1])
         q, sig, eps = params["charge"], params["sigma"], params["epsilon"]
 
         r, mask = pair.pair_distances(positions, b, pairs)
@@ -148,18 +155,21 @@ class NonbondedTerm:
 
         ex = jnp.asarray(self.exception_atoms)
         if ex.shape[0] > 0:
-            d = positions[ex[:, 0]] - positions[ex[:, 1]]
+            xe, valid = gather(positions, ex)  # padded rows: valid False, r finite
+            d = xe[:, 0] - xe[:, 1]
             d_ex = minimum_image(d, b) if self.exceptions_use_periodic else d
             r_ex = jnp.sqrt(jnp.sum(d_ex * d_ex, axis=-1))
-            e_lj = e_lj + jnp.sum(
-                pair.lennard_jones(r_ex, params["exception_sigma"], params["exception_epsilon"])
-            )
-            e_coul = e_coul + jnp.sum(pair.coulomb(r_ex, params["exception_charge_prod"]))
+            e_lj = e_lj + jnp.sum(jnp.where(valid, pair.lennard_jones(
+                r_ex, params["exception_sigma"], params["exception_epsilon"]), 0.0))
+            e_coul = e_coul + jnp.sum(
+                jnp.where(valid, pair.coulomb(r_ex, params["exception_charge_prod"]), 0.0))
             if self.method in EWALD_METHODS:
                 d_p = minimum_image(d, b)
                 r_p = jnp.sqrt(jnp.sum(d_p * d_p, axis=-1))
-                qq_ex = q[ex[:, 0]] * q[ex[:, 1]]
-                e_coul = e_coul + jnp.sum(pair.coulomb_ewald_exclusion(r_p, qq_ex, self.alpha))
+                ex_c = jnp.minimum(ex, n - 1)
+                qq_ex = q[ex_c[:, 0]] * q[ex_c[:, 1]]
+                e_coul = e_coul + jnp.sum(jnp.where(
+                    valid, pair.coulomb_ewald_exclusion(r_p, qq_ex, self.alpha), 0.0))
 
         if self.method in EWALD_METHODS:
             e_coul = e_coul + ewald.ewald_self_energy(q, self.alpha)
@@ -176,7 +186,7 @@ class NonbondedTerm:
                 sig,
                 eps,
                 jnp.asarray(self.lj_class),
-                self.lj_class_counts,
+                jnp.asarray(self.lj_class_counts),
                 self.cutoff,
                 self.switch_distance,
             )
@@ -202,8 +212,22 @@ class NonbondedTerm:
         e = reciprocal + jnp.sum(jnp.where(mask, direct, 0.0))
         ex = jnp.asarray(self.exception_atoms)
         if ex.shape[0] > 0:
-            d = minimum_image(positions[ex[:, 0]] - positions[ex[:, 1]], box)
+            xe, valid = gather(positions, ex)
+            d = minimum_image(xe[:, 0] - xe[:, 1], box)
             r_ex = jnp.sqrt(jnp.sum(d * d, axis=-1))
-            c6_ex = c6[ex[:, 0]] * c6[ex[:, 1]]
-            e = e + jnp.sum(c6_ex * pair.dispersion_long_range(r_ex, a) / r_ex**6)
+            ex_c = jnp.minimum(ex, positions.shape[0] - 1)
+            c6_ex = c6[ex_c[:, 0]] * c6[ex_c[:, 1]]
+            e = e + jnp.sum(jnp.where(
+                valid, c6_ex * pair.dispersion_long_range(r_ex, a) / r_ex**6, 0.0))
         return e + a**6 / 12.0 * jnp.sum(c6 * c6)
+
+
+jax.tree_util.register_dataclass(
+    NonbondedTerm,
+    data_fields=["exception_atoms", "lj_class", "lj_class_counts", "pairs"],
+    meta_fields=["name", "n_atoms", "method", "cutoff", "switch_distance",
+                 "reaction_field_dielectric", "ewald_error_tolerance", "alpha", "grid",
+                 "use_dispersion_correction", "exceptions_use_periodic",
+                 "explicit_pme_parameters", "lj_alpha", "lj_grid",
+                 "explicit_lj_pme_parameters", "report_names"],
+)

@@ -2,6 +2,11 @@
 
 ``System.energy_fn()`` returns the pure function ``U(positions, box, params) -> kJ/mol`` that
 everything else (forces, Hessians, parameter gradients, dynamics) is derived from by JAX.
+The system's structure (``system.structure``) is a pytree of arrays: the host conveniences
+(``energy``, ``energy_terms``, ``energy_and_forces``) pass it into module-level compiled
+functions, so systems whose arrays have the same shapes share one compiled program. Pairs
+follow the one policy of ``pairs.py``: a cutoff means a neighbor list, no cutoff an explicit
+sparse pair list.
 """
 
 from __future__ import annotations
@@ -16,11 +21,24 @@ from chronograd.errors import InputError
 from chronograd.space.neighbor_list import NeighborListFns, neighbor_list
 from chronograd.space.periodic import check_reduced_box
 from chronograd.space.positions import check_positions
+from chronograd.system import structure as st
 from chronograd.system.nonbonded import NonbondedTerm
+from chronograd.system.pairs import MAX_PARTICLE_DENSITY, neighbors_per_row, uses_neighbor_list
 from chronograd.system.virtual_sites import place_virtual_sites
 
-# Above this many atoms, host-side evaluation of a cutoff system uses a neighbor list.
-NEIGHBOR_LIST_MIN_ATOMS = 1500
+
+def _host_terms(structure, positions, box, params, neighbors):
+    pairs = None if neighbors is None else neighbors.pairs()
+    return st.energy_terms(structure, positions, box, params, pairs)
+
+
+def _host_total(structure, positions, box, params, neighbors):
+    return sum(_host_terms(structure, positions, box, params, neighbors).values())
+
+
+# Compiled once per structure shape and options (not per system): see contract 3.
+_TERMS_JIT = jax.jit(_host_terms)
+_VALUE_AND_GRAD_JIT = jax.jit(jax.value_and_grad(_host_total, argnums=1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +94,21 @@ class System:
         )
 
     def term_names(self) -> tuple[str, ...]:
-        return tuple(name for t in self.terms for name in t.term_names())
+        """Names of the energy terms this system reports (physics names, each once)."""
+        return st.term_names(self.structure)
+
+    @property
+    def structure(self) -> st.SystemStructure:
+        """The static structure as a pytree of arrays (terms, source, virtual sites)."""
+        if "structure" not in self._cache:
+            self._cache["structure"] = st.structure_of(self.terms, self.source,
+                                                       self.virtual_sites)
+        return self._cache["structure"]
+
+    @property
+    def uses_neighbor_list(self) -> bool:
+        """True when nonbonded pairs come from a neighbor list (the system has a cutoff)."""
+        return uses_neighbor_list(self)
 
     def with_params(self, params) -> System:
         """The same system with another parameter pytree."""
@@ -90,22 +122,40 @@ class System:
     # ---- pure energy functions -------------------------------------------------------------
 
     def energy_terms_fn(self, *, neighbor_list: bool = False):
-        """Pure ``terms(positions, box, params[, neighbors]) -> dict[str, kJ/mol]``."""
-        terms, source, sites = self.terms, self.source, self.virtual_sites
+        """Pure ``terms(positions, box, params[, neighbors]) -> dict[str, kJ/mol]``.
+
+        With a cutoff and no ``neighbors`` passed, the neighbor list is built inside the
+        function for every call (memory O(N)), with row capacities sized for the densest
+        matter (``pairs.MAX_PARTICLE_DENSITY``); a denser input gives NaN energies, never a
+        silently truncated sum.
+        """
+        structure = self.structure
+        in_trace = self._in_trace_neighbors() if self.uses_neighbor_list else None
 
         def energy_terms(positions, box, params, neighbors=None):
-            slots = params if source is None else source(params)
-            if sites:
-                positions = place_virtual_sites(positions, sites, slots)
-            pairs = None if neighbors is None else neighbors.pairs()
-            out = {}
-            for term in terms:
-                out.update(term.energy_terms(positions, box, slots[term.name], pairs))
-            return out
+            if neighbors is not None or in_trace is None:
+                pairs = None if neighbors is None else neighbors.pairs()
+                return st.energy_terms(structure, positions, box, params, pairs)
+            slots = st.slots_of(structure, params)
+            x = st.place_sites(structure, positions, slots)
+            fns, skeleton = in_trace
+            built = fns.rebuild(jax.lax.stop_gradient(x), skeleton, box)
+            out = st.term_energies(structure, x, box, slots, built.pairs())
+            return {k: jnp.where(built.did_overflow, jnp.nan, v) for k, v in out.items()}
 
         if neighbor_list:
             return energy_terms
         return lambda positions, box, params: energy_terms(positions, box, params)
+
+    def _in_trace_neighbors(self):
+        """(neighbor-list functions with no skin, an unbuilt list sized by density)."""
+        if "in_trace_nl" not in self._cache:
+            nb = self.nonbonded
+            fns = self.neighbor_list(skin=0.0)
+            skeleton = fns.sized(self.box, max_neighbors=neighbors_per_row(
+                nb.cutoff, 0.0, self.n_atoms), density=MAX_PARTICLE_DENSITY)
+            self._cache["in_trace_nl"] = (fns, skeleton)
+        return self._cache["in_trace_nl"]
 
     def energy_fn(self, *, neighbor_list: bool = False):
         """Pure potential energy function, kJ/mol.
@@ -113,7 +163,7 @@ class System:
         Returns ``U(positions [N,3] nm, box [3,3] nm | None, params)`` or, with
         ``neighbor_list=True``, ``U(positions, box, params, neighbors)`` where ``neighbors``
         comes from ``system.neighbor_list()``. Both are jit-able and differentiable in
-        positions, box and params.
+        positions, box and params; memory is O(N) for systems with a cutoff.
         """
         terms_fn = self.energy_terms_fn(neighbor_list=True)
 
@@ -130,7 +180,7 @@ class System:
         if nb is None or not nb.uses_cutoff:
             raise InputError(
                 "this system has no nonbonded cutoff, so a neighbor list does not apply;"
-                " use energy_fn() (all pairs)"
+                " its pairs are the explicit list held by the nonbonded term"
             )
         key = ("nl", skin, capacity_multiplier)
         if key not in self._cache:
@@ -190,31 +240,19 @@ class System:
             )
         return pos, box
 
-    def _uses_neighbor_list(self) -> bool:
-        nb = self.nonbonded
-        return bool(nb is not None and nb.uses_cutoff and self.n_atoms >= NEIGHBOR_LIST_MIN_ATOMS)
-
     def _evaluate(self, what: str, positions, box, params):
         pos, box = self.check_inputs(positions, box)
         params = self.params if params is None else params
-        use_nl = self._uses_neighbor_list()
-        key = (what, use_nl, box is None)
-        if key not in self._cache:
-            terms_fn = self.energy_terms_fn(neighbor_list=True)
-            if what == "terms":
-                fn = terms_fn
-            else:
-                def total(x, b, p, nbrs):
-                    return sum(terms_fn(x, b, p, nbrs).values())
-                fn = jax.value_and_grad(total)
-            self._cache[key] = jax.jit(fn)
-        if use_nl and self.virtual_sites:
-            pos = np.asarray(place_virtual_sites(jnp.asarray(pos), self.virtual_sites,
-                                                 self.slots(params)))
-        nbrs = self.neighbor_list().allocate(pos, box) if use_nl else None
+        nbrs = None
+        if self.uses_neighbor_list:
+            if self.virtual_sites:
+                pos = np.asarray(place_virtual_sites(jnp.asarray(pos), self.virtual_sites,
+                                                     self.slots(params)))
+            nbrs = self.neighbor_list().allocate(pos, box)
         pos_j = jnp.asarray(pos)
         box_j = None if box is None else jnp.asarray(box)
-        return self._cache[key](pos_j, box_j, params, nbrs)
+        fn = _TERMS_JIT if what == "terms" else _VALUE_AND_GRAD_JIT
+        return fn(self.structure, pos_j, box_j, params, nbrs)
 
     def energy_terms(self, positions, box=None, params=None) -> dict[str, float]:
         """Energy of each term, kJ/mol (host floats)."""

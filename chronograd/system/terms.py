@@ -2,6 +2,10 @@
 
 A term holds only what is fixed when a system is built (indices, periodicities, options);
 its numbers live in the system's parameter pytree ``params[term.name]`` and are passed in.
+Terms are pytrees: index arrays are data (passed into compiled functions, padded and stacked
+for batches; a row holding the index N is padding), names and options are static. A term's
+``name`` keys its slots; the energy it reports is named after its physics (``report``), the
+same whether the system came from OpenMM or from a SMIRNOFF force field.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -28,13 +33,14 @@ class _BondedTerm:
     atoms: np.ndarray
     periodic: bool = field(default=False, kw_only=True)
     kind: ClassVar[str]
+    report: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]]
 
     def energy_terms(self, positions, box, params, pairs=None):
-        return {self.name: self._energy(positions, box if self.periodic else None, params)}
+        return {self.report: self._energy(positions, box if self.periodic else None, params)}
 
     def term_names(self) -> tuple[str, ...]:
-        return (self.name,)
+        return (self.report,)
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +48,7 @@ class HarmonicBondTerm(_BondedTerm):
     """1/2 k (r - length)^2 over ``atoms`` [B, 2]; params {"length" nm, "k" kJ/mol/nm^2}."""
 
     kind: ClassVar[str] = "harmonic_bond"
+    report: ClassVar[str] = "harmonic_bond"
     param_names: ClassVar[tuple[str, ...]] = ("length", "k")
 
     def _energy(self, positions, box, params):
@@ -53,6 +60,7 @@ class HarmonicAngleTerm(_BondedTerm):
     """1/2 k (theta - angle)^2 over ``atoms`` [A, 3]; params {"angle" rad, "k" kJ/mol/rad^2}."""
 
     kind: ClassVar[str] = "harmonic_angle"
+    report: ClassVar[str] = "harmonic_angle"
     param_names: ClassVar[tuple[str, ...]] = ("angle", "k")
 
     def _energy(self, positions, box, params):
@@ -66,9 +74,16 @@ class PeriodicTorsionTerm(_BondedTerm):
 
     periodicity: np.ndarray = None
     kind: ClassVar[str] = "periodic_torsion"
+    report: ClassVar[str] = "periodic_torsion"
     param_names: ClassVar[tuple[str, ...]] = ("phase", "k")
 
     def _energy(self, positions, box, params):
         return periodic_torsion_energy(
             positions, box, params, jnp.asarray(self.atoms), jnp.asarray(self.periodicity)
         )
+
+
+for _cls in (HarmonicBondTerm, HarmonicAngleTerm):
+    jax.tree_util.register_dataclass(_cls, data_fields=["atoms"], meta_fields=["name", "periodic"])
+jax.tree_util.register_dataclass(PeriodicTorsionTerm, data_fields=["atoms", "periodicity"],
+                                 meta_fields=["name", "periodic"])

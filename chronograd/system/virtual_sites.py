@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -59,6 +60,10 @@ class VirtualSites:
         ey = jnp.cross(ez, ex)
         local = w[:, 3 * k:] if local is None else local
         return origin + local[:, 0:1] * ex + local[:, 1:2] * ey + local[:, 2:3] * ez
+
+
+jax.tree_util.register_dataclass(VirtualSites, data_fields=["sites", "parents", "weights"],
+                                 meta_fields=["kind", "name"])
 
 
 def resolved_weights(vs: VirtualSites, slots) -> np.ndarray:

@@ -4,7 +4,9 @@ Every slot of a system parameter array is ``constant[s] + sum_k factor[k] * thet
 over the COO entries ``k`` with ``slot[k] == s``. ``theta_flat`` is the force field's parameter
 pytree flattened (``jax.flatten_util.ravel_pytree``). The map is applied inside the traced
 energy function, so ``jax.grad`` reaches theta; ``J v`` and ``J^T w`` are segment sums, and the
-dense Jacobian is never formed.
+dense Jacobian is never formed. A SlotMap is a pytree (COO arrays are data, ``n_slots`` is
+static), so slot maps are inputs of compiled functions and can be padded (entries with factor 0)
+and stacked for batches.
 """
 
 from __future__ import annotations
@@ -82,3 +84,7 @@ class SlotMap:
             np.concatenate([m.factor for m in maps]),
             np.concatenate([m.constant for m in maps]),
         )
+
+
+jax.tree_util.register_dataclass(SlotMap, data_fields=["slot", "row", "factor", "constant"],
+                                 meta_fields=["n_slots"])

@@ -4,12 +4,14 @@ Called inside the traced energy function, it maps theta (the force field's pytre
 system's slots through sparse slot maps, and builds exception parameters (scaled 1-4 pairs,
 exclusions) from the per-atom slots, so gradients reach every force-field parameter. Slots not
 mapped from theta may be frozen arrays (e.g. imported from OpenMM): they carry no gradient.
+Sources and rules are pytrees (arrays are data), so they are inputs of compiled functions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
@@ -26,10 +28,10 @@ class ExceptionRule:
     scale_coulomb: np.ndarray  # [E]
     scale_lj: np.ndarray  # [E]
 
-
     def apply(self, out):
         p = out[self.term]
-        i, j = self.atoms[:, 0], self.atoms[:, 1]
+        last = p["charge"].shape[0] - 1  # padded rows (index N) read the last atom; unused
+        i, j = jnp.minimum(self.atoms[:, 0], last), jnp.minimum(self.atoms[:, 1], last)
         p["exception_charge_prod"] = jnp.asarray(self.scale_coulomb) * p["charge"][i] * p[
             "charge"][j]
         p["exception_sigma"] = 0.5 * (p["sigma"][i] + p["sigma"][j])
@@ -107,10 +109,16 @@ class ForceFieldSource:
         return prov
 
 
+jax.tree_util.register_dataclass(ExceptionRule,
+                                 data_fields=["atoms", "scale_coulomb", "scale_lj"],
+                                 meta_fields=["term"])
+jax.tree_util.register_dataclass(VirtualSiteRule, data_fields=[], meta_fields=["group", "type"])
+jax.tree_util.register_dataclass(ForceFieldSource, data_fields=["maps", "frozen", "rules"],
+                                 meta_fields=[])
+
+
 def theta_offsets(theta) -> dict[tuple[str, str], int]:
     """Start of each leaf of ``theta`` in ``ravel_pytree(theta)`` order."""
-    import jax
-
     leaves = jax.tree_util.tree_flatten_with_path(theta)[0]
     out, offset = {}, 0
     for path, leaf in leaves:
