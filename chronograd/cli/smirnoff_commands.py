@@ -44,15 +44,6 @@ def resolve_charges(molecule, charges: str) -> str | None:
     return charges
 
 
-def used_rows(system) -> set[int]:
-    """Flat theta rows that fill at least one slot of ``system``."""
-    rows: set[int] = set()
-    for attrs in system.source.maps.values():
-        for m in attrs.values():
-            rows.update(np.unique(m.row).tolist())
-    return rows
-
-
 # Internal units of each theta attribute (the gradient is kJ/mol per this unit).
 _UNITS = {
     ("Bonds", "length"): "nm", ("Bonds", "k"): "kJ/mol/nm^2", ("Angles", "angle"): "rad",
@@ -66,11 +57,11 @@ _UNITS = {
 
 def write_parameter_gradients(path: Path, ff, system, positions) -> int:
     """CSV of id, handler, attribute, value, gradient (internal units) for used parameters."""
-    from chronograd.system.source import theta_offsets
+    from chronograd.system.source import theta_offsets, used_theta_rows
 
     grad = jax.grad(system.energy_fn(), argnums=2)(np.asarray(positions), None, ff.params)
     offsets = theta_offsets(ff.params)
-    used = used_rows(system)
+    used = set(used_theta_rows(system.source).tolist())
     n = 0
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)

@@ -168,14 +168,14 @@ def _labels(ff) -> list[str]:
 
 
 def _used_entries(ff, system) -> np.ndarray:
-    """Flat-theta mask of entries that change this system's energy function's slots."""
+    """Flat-theta mask of entries that fill some slot of this system."""
     from jax.flatten_util import ravel_pytree
 
-    flat, unravel = ravel_pytree(ff.params)
-    _, vjp = jax.vjp(lambda f: system.slots(unravel(f)), flat)
-    ones = jax.tree_util.tree_map(jnp.ones_like, system.slots(ff.params))
-    (g,) = vjp(ones)
-    return np.asarray(g) != 0
+    from chronograd.system.source import used_theta_rows
+
+    used = np.zeros(ravel_pytree(ff.params)[0].shape[0], bool)
+    used[used_theta_rows(system.source)] = True
+    return used
 
 
 class Evaluator:

@@ -75,7 +75,7 @@ class ForceField:
         over ``systems`` (one System or a list) made from this force field. Atom tuples are
         the system's atom indices; per-atom terms (charges, vdW) give 1-tuples; virtual-site
         geometry gives the site's orientation atoms."""
-        from chronograd.system.source import theta_offsets
+        from chronograd.system.source import slot_entries, theta_offsets
 
         if not isinstance(systems, (list, tuple)):
             systems = [systems]
@@ -88,12 +88,10 @@ class ForceField:
         for system in systems:
             atoms_of = {t.name: getattr(t, "atoms", None) for t in system.terms}
             atoms_of.update({vs.name: vs.parents for vs in system.virtual_sites if vs.name})
-            for term, attrs in system.source.maps.items():
+            for term, _attr, slot, row in slot_entries(system.source):
                 atoms = atoms_of.get(term)
-                for m in attrs.values():
-                    for slot, row in zip(m.slot.tolist(), m.row.tolist(), strict=True):
-                        where = (slot,) if atoms is None else tuple(int(a) for a in atoms[slot])
-                        out.setdefault(owner[row], set()).add((term, where))
+                where = (slot,) if atoms is None else tuple(int(a) for a in atoms[slot])
+                out.setdefault(owner[row], set()).add((term, where))
         return {k: sorted(v) for k, v in out.items()}
 
     def unused_parameters(self, systems) -> list[tuple[str, str]]:

@@ -49,9 +49,9 @@ def parse_smirks(smirks: str):
         with rdBase.BlockLogs():
             q = Chem.MolFromSmarts(smirks)
         if q is None:
-            from chronograd.topology.molecule import _rdkit_error
+            from chronograd.topology.molecule import rdkit_parse
 
-            _rdkit_error(f"the SMIRKS {smirks!r}", lambda: Chem.MolFromSmarts(smirks))
+            rdkit_parse(f"the SMIRKS {smirks!r}", lambda: Chem.MolFromSmarts(smirks))
         tagged = {a.GetAtomMapNum(): a.GetIdx() for a in q.GetAtoms() if a.GetAtomMapNum()}
         _QUERY_CACHE[smirks] = (q, [tagged[k] for k in sorted(tagged)])
     return _QUERY_CACHE[smirks]

@@ -16,9 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from chronograd.errors import UnsupportedForceError
-from chronograd.potentials.dispersion import lj_classes
-from chronograd.potentials.ewald import ewald_parameters, pme_parameters
 from chronograd.system.nonbonded import NonbondedTerm
+from chronograd.system.nonbonded_settings import nonbonded_term
 from chronograd.system.system import System
 from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
 from chronograd.system.validate import check_system
@@ -109,46 +108,25 @@ def _import_nonbonded(force, index: int, name: str, box) -> tuple[NonbondedTerm,
         ex_atoms[x] = i, j
         ex_q[x], ex_s[x], ex_e[x] = _value(qq), _value(s), _value(e)
     cutoff = _value(force.getCutoffDistance())
-    tol = float(force.getEwaldErrorTolerance())
-    alpha, grid, explicit = 0.0, None, False
-    lj_alpha, lj_grid, lj_explicit = 0.0, None, False
+    pme = lj_pme = None
     if method in ("PME", "LJPME"):
         a0, nx, ny, nz = force.getPMEParameters()
         if _value(a0) != 0.0:
-            alpha, grid, explicit = _value(a0), (int(nx), int(ny), int(nz)), True
-        else:
-            alpha, grid = pme_parameters(cutoff, tol, box)
+            pme = (_value(a0), (int(nx), int(ny), int(nz)))
     if method == "LJPME":
         a0, nx, ny, nz = force.getLJPMEParameters()
         if _value(a0) != 0.0:
-            lj_alpha, lj_grid, lj_explicit = _value(a0), (int(nx), int(ny), int(nz)), True
-        else:
-            lj_alpha, lj_grid = pme_parameters(cutoff, tol, box, dispersion=True)
-    elif method == "Ewald":
-        alpha, grid = ewald_parameters(cutoff, tol, box)
-    classes, counts = lj_classes(sigma, epsilon)
-    term = NonbondedTerm(
-        name=name,
-        n_atoms=n,
-        method=method,
-        exception_atoms=ex_atoms,
-        lj_class=classes,
-        lj_class_counts=counts,
-        cutoff=cutoff,
+            lj_pme = (_value(a0), (int(nx), int(ny), int(nz)))
+    term = nonbonded_term(
+        name=name, method=method, exception_atoms=ex_atoms, sigma=sigma, epsilon=epsilon,
+        cutoff=cutoff, box=box,
         switch_distance=_value(force.getSwitchingDistance())
-        if force.getUseSwitchingFunction()
-        else None,
+        if force.getUseSwitchingFunction() else None,
         reaction_field_dielectric=float(force.getReactionFieldDielectric()),
-        ewald_error_tolerance=tol,
-        alpha=alpha,
-        grid=grid,
+        ewald_error_tolerance=float(force.getEwaldErrorTolerance()),
         use_dispersion_correction=bool(force.getUseDispersionCorrection()),
         exceptions_use_periodic=bool(force.getExceptionsUsePeriodicBoundaryConditions()),
-        explicit_pme_parameters=explicit,
-        lj_alpha=lj_alpha,
-        lj_grid=lj_grid,
-        explicit_lj_pme_parameters=lj_explicit,
-    )
+        pme=pme, lj_pme=lj_pme)
     params = {
         "charge": charge,
         "sigma": sigma,

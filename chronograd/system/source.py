@@ -126,3 +126,29 @@ def theta_offsets(theta) -> dict[tuple[str, str], int]:
         offset += int(np.size(leaf))
     return out
 
+
+
+def slot_entries(source):
+    """(term, attribute, slot, flat theta row) of every slot-map entry that carries weight, for
+    a ForceFieldSource or a mixed source over one (whose overridden slots are left out)."""
+    overridden: set = set()
+    if not isinstance(source, ForceFieldSource) and hasattr(source, "base"):
+        overridden = set(source.provenance)
+        source = source.base
+    if not isinstance(source, ForceFieldSource):
+        return
+    for term, attrs in source.maps.items():
+        for attr, m in attrs.items():
+            if (term, attr) in overridden:
+                continue
+            keep = np.asarray(m.factor) != 0
+            for slot, row in zip(np.asarray(m.slot)[keep].tolist(),
+                                 np.asarray(m.row)[keep].tolist(), strict=True):
+                yield term, attr, slot, row
+
+
+def used_theta_rows(source) -> np.ndarray:
+    """Sorted flat-theta rows that fill at least one slot: the one answer to "which force-field
+    parameters does this system use", for the CLI, the fit and ``ForceField.instances``."""
+    rows = {row for *_, row in slot_entries(source)}
+    return np.asarray(sorted(rows), np.int64)
