@@ -18,8 +18,9 @@ from chronograd.errors import InputError
 ONE_4PI_EPS0 = 138.93545764438198
 
 AVOGADRO = 6.02214076e23  # 1/mol
-BOLTZMANN = 1.380649e-23  # J/K
-MOLAR_GAS_CONSTANT = BOLTZMANN * AVOGADRO / 1000.0  # kB in kJ/mol/K
+# The Boltzmann constant in internal units, kJ/mol/K: k_B N_A = 1.380649e-23 J/K x AVOGADRO
+# (CODATA 2018, exact), OpenMM's BOLTZ. The only definition in chronograd.
+BOLTZMANN = 0.00831446261815324
 
 # Multiply a value in the named unit by these to get internal units.
 NANOMETER = 1.0

@@ -2,6 +2,7 @@
 
     chronograd energy --openmm SYSTEM.xml --positions FILE.pdb [--json] [--forces OUT.npy]
     chronograd energy --ff NAME MOLECULE.sdf [--charges ...] [--json] [--grad-params OUT.csv]
+    chronograd energy --ff NAME a.sdf b.sdf ... [--charges ...] [--json]   # JSON Lines
     chronograd parameterize (MOLECULE.sdf | --smiles SMILES) --ff NAME -o system.json
     chronograd simulate (SYSTEM.json --positions PDB | --ff NAME (MOLECULE.sdf | --smiles S)
         [--solvate NM | --liquid N --density G_ML]) --steps N --timestep 2fs
@@ -68,7 +69,8 @@ FF_HELP = ("SMIRNOFF force field (name or path); several are combined when joine
 
 @app.command()
 def energy(
-    molecule: Path | None = typer.Argument(None, help="SDF/MOL molecule (with --ff)."),
+    molecules: list[Path] | None = typer.Argument(
+        None, help="SDF/MOL molecule(s) (with --ff); several are evaluated together."),
     openmm_xml: Path | None = typer.Option(None, "--openmm", help="OpenMM System XML file."),
     positions: Path | None = typer.Option(None, "--positions", help="PDB for --openmm."),
     ff: str | None = typer.Option(None, "--ff", help=FF_HELP),
@@ -82,9 +84,12 @@ def energy(
     grad_params: Path | None = typer.Option(
         None, "--grad-params", help="With --ff: write dU/dtheta of every used parameter (CSV)."
     ),
-) -> None:
+) -> int:
     """Potential energy per term and in total (kJ/mol) of an OpenMM System (--openmm with
-    --positions) or of a molecule typed with a SMIRNOFF force field (--ff MOLECULE.sdf)."""
+    --positions) or of molecules typed with a SMIRNOFF force field (--ff MOLECULE.sdf ...).
+    With several molecules, --json prints JSON Lines, one object per input."""
+    molecules = list(molecules or [])
+    molecule = molecules[0] if molecules else None
     if ff is not None and openmm_xml is not None:
         _fail("give --openmm SYSTEM.xml --positions FILE.pdb, or --ff NAME MOLECULE.sdf, not"
               " both")
@@ -98,6 +103,16 @@ def energy(
         _fail(f"{forces_out}: the forces file must end in .npy")
     check_output_path(forces_out, "forces")
     check_output_path(grad_params, "parameter gradients")
+    if molecules and ff is None:
+        _fail("molecule files need --ff NAME (an OpenMM System comes with --openmm)")
+    if len(molecules) > 1:
+        if forces_out is not None or grad_params is not None:
+            _fail("--forces and --grad-params take one molecule; give one file")
+        from chronograd.cli.energy_batch import energies_of_files, report
+        from chronograd.forcefield import ForceField
+
+        force_field = ForceField(*[n.strip() for n in ff.split(",")])
+        return report(energies_of_files(force_field, molecules, charges), as_json)
     if ff is not None:
         system, pos, box, force_field = _ff_system(ff, molecule, charges)
     else:
@@ -119,22 +134,23 @@ def energy(
         atomic_write(forces_out, save_forces)
     if as_json:
         typer.echo(json.dumps({"total": total, "terms": terms, "units": "kJ/mol"}))
-        return
+        return 0
     width = max(len(k) for k in [*terms, "total"])
     for name, value in terms.items():
         typer.echo(f"{name:<{width}}  {value:18.6f} kJ/mol")
     typer.echo(f"{'total':<{width}}  {total:18.6f} kJ/mol")
     if forces_out is not None:
         typer.echo(f"forces ({forces.shape[0]}, 3) kJ/mol/nm written to {forces_out}")
+    return 0
 
 
 def _openmm_system(openmm_xml: Path, positions: Path):
-    import chronograd as cg
     from chronograd.interop.files import read_openmm_system_xml, read_pdb_positions
+    from chronograd.interop.openmm import from_openmm
 
     omm = read_openmm_system_xml(openmm_xml)
     pos, box = read_pdb_positions(positions)
-    system = cg.from_openmm(omm, source=str(openmm_xml))
+    system = from_openmm(omm, source=str(openmm_xml))
     if pos.shape[0] != system.n_atoms:
         _fail(
             f"{openmm_xml} has {system.n_atoms} particles but {positions} has"
@@ -169,11 +185,11 @@ def parameterize(
     ),
 ) -> None:
     """Type a molecule with a SMIRNOFF force field and save the System as JSON."""
-    import chronograd as cg
+    from chronograd.system.serialize import save
 
     check_output_path(output, "system JSON")
     system, _, _, _ = _ff_system(ff, molecule, charges, smiles)
-    cg.save(system, output)  # written to a temporary file, then moved: nothing half-written
+    save(system, output)  # written to a temporary file, then moved: nothing half-written
     typer.echo(f"wrote {output}: {system.n_atoms} atoms, terms {', '.join(system.term_names())}")
 
 

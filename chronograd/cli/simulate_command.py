@@ -84,10 +84,10 @@ def check_options(*, timestep, temperature, pressure, friction, steps, report_ev
 
 def load_system(system_json: Path, positions: Path):
     """(system, positions, box, None) from a System JSON and a PDB."""
-    import chronograd as cg
     from chronograd.interop.files import read_pdb_positions
+    from chronograd.system.serialize import load
 
-    system = cg.load(system_json)
+    system = load(system_json)
     pos, box = read_pdb_positions(positions)
     pos, box = system.check_inputs(pos, box if system.periodic else None, where=str(positions))
     return system, pos, box, None

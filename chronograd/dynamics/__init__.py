@@ -8,7 +8,8 @@ from chronograd.dynamics.integrators import (
     nose_hoover_conserved_energy,
     velocity_verlet,
 )
-from chronograd.dynamics.state import BOLTZMANN, MDState, kinetic_energy, temperature
+from chronograd.dynamics.state import MDState, kinetic_energy, temperature
+from chronograd.units import BOLTZMANN
 
 __all__ = [
     "BOLTZMANN",

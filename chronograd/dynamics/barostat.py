@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chronograd.dynamics.state import BOLTZMANN, MDState, force_fn
+from chronograd.dynamics.state import MDState
 from chronograd.errors import InputError
-from chronograd.units import BAR
+from chronograd.system.forces import force_fn
+from chronograd.units import BAR, BOLTZMANN
 
 
 def molecules_of(system) -> np.ndarray:

@@ -94,7 +94,7 @@ def build_constraints(pairs, distances, masses) -> Constraints | None:
     return Constraints(pairs, distances, clusters, coupling, inv_mass)
 
 
-def _bond_vectors(x, pairs, box):
+def bond_vectors(x, pairs, box):
     from chronograd.space.periodic import minimum_image
 
     r = x[pairs[:, 0]] - x[pairs[:, 1]]
@@ -123,12 +123,12 @@ def _scatter(per_cluster, con: Constraints):
 def shake(x_new, x_old, con: Constraints, box=None, *, iterations: int = 12):
     """Positions ``x_new`` [N, 3] moved along the bond vectors of ``x_old`` so every
     constraint holds (Newton iterations per cluster; converges quadratically)."""
-    r_old = _bond_vectors(x_old, con.pairs, box)
+    r_old = bond_vectors(x_old, con.pairs, box)
     r0 = _padded(r_old, con.clusters)  # [K, S, 3]
     d2 = _padded(jnp.asarray(con.distances, x_new.dtype) ** 2, con.clusters, 1.0)
     valid = jnp.asarray(con.clusters < con.n)
     coupling = jnp.asarray(con.coupling, x_new.dtype)
-    r_start = _padded(_bond_vectors(x_new, con.pairs, box), con.clusters)
+    r_start = _padded(bond_vectors(x_new, con.pairs, box), con.clusters)
     eye = jnp.eye(con.clusters.shape[1], dtype=x_new.dtype)
 
     def newton(lam, _):
@@ -147,7 +147,7 @@ def shake(x_new, x_old, con: Constraints, box=None, *, iterations: int = 12):
 def rattle_velocities(v, x, con: Constraints, box=None):
     """Velocities [N, 3] with the components along every constraint removed (one linear solve
     per cluster): (v_i - v_j) . r_ij = 0."""
-    r = _bond_vectors(x, con.pairs, box)
+    r = bond_vectors(x, con.pairs, box)
     rc = _padded(r, con.clusters)
     valid = jnp.asarray(con.clusters < con.n)
     coupling = jnp.asarray(con.coupling, v.dtype)
@@ -162,5 +162,5 @@ def rattle_velocities(v, x, con: Constraints, box=None):
 
 def constraint_error(x, con: Constraints, box=None):
     """Largest relative deviation |r_c| / d_c - 1 (a diagnostic)."""
-    r = _bond_vectors(x, con.pairs, box)
+    r = bond_vectors(x, con.pairs, box)
     return jnp.max(jnp.abs(jnp.linalg.norm(r, axis=-1) / con.distances - 1.0))

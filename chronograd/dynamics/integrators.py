@@ -24,17 +24,17 @@ import numpy as np
 
 from chronograd.dynamics.constraints import build_constraints, rattle_velocities, shake
 from chronograd.dynamics.state import (
-    BOLTZMANN,
     MDState,
     degrees_of_freedom,
-    force_fn,
     inverse_masses,
     kinetic_energy,
     maxwell_boltzmann,
     remove_com_velocity,
 )
 from chronograd.errors import InputError
+from chronograd.system.forces import force_fn
 from chronograd.system.pairs import choose_neighbor_list
+from chronograd.units import BOLTZMANN
 
 
 class Integrator(NamedTuple):

@@ -14,8 +14,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from chronograd.dynamics.state import BOLTZMANN, MDState
-from chronograd.units import AVOGADRO
+from chronograd.dynamics.state import MDState
+from chronograd.units import AVOGADRO, BOLTZMANN
 
 
 def _volume(box) -> float:

@@ -19,7 +19,8 @@ import numpy as np
 from chronograd.dynamics.state import MDState
 from chronograd.errors import ChronogradError
 
-_COMPILED: dict = {}
+_COMPILED: dict = {}  # (id(integrator), id(barostat), length) -> (integrator, barostat, fn)
+_COMPILED_MAX = 8
 MAX_SPEED = 50.0  # nm/ps; water at 300 K moves ~0.6 nm/ps, so this is an explosion
 
 
@@ -54,6 +55,23 @@ def _chunk_fn(integrator, barostat, chunk: int):
     return jax.jit(run)
 
 
+def _compiled_chunk(integrator, barostat, length: int):
+    """The jitted chunk of ``length`` steps, built once per (integrator, barostat, length).
+
+    The cache holds the integrator and barostat themselves (so their ids stay valid) and keeps
+    the most recent few, so that runs alternating integrators (the liquid target's liquid and
+    gas phases) or a chunk and its remainder do not recompile.
+    """
+    key = (id(integrator), id(barostat), length)
+    hit = _COMPILED.pop(key, None)
+    if hit is None or hit[0] is not integrator or hit[1] is not barostat:
+        hit = (integrator, barostat, _chunk_fn(integrator, barostat, length))
+    _COMPILED[key] = hit  # most recent last
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    return hit[2]
+
+
 def simulate(integrator, state: MDState, n_steps: int, *, params=None, reporters=(),
              chunk: int | None = None, barostat=None, protocol=None) -> MDState:
     """Advance ``state`` by ``n_steps`` and return the final state.
@@ -64,9 +82,11 @@ def simulate(integrator, state: MDState, n_steps: int, *, params=None, reporters
         params: the system's parameters (default ``system.params``).
         reporters: objects with ``every`` and ``report(state, info)``; called when the step
             count is a multiple of ``every`` (which must be a multiple of ``chunk``).
-        chunk: steps per jitted call (default: gcd(100, n_steps, reporter intervals)). A run
-            resumed from a checkpoint repeats the uninterrupted one bit for bit when both use
-            the same chunk and the checkpoint step is a multiple of it.
+        chunk: steps per jitted call (default: gcd(100, reporter intervals)); when
+            ``n_steps`` is not a multiple of it, the last call runs the remaining steps (one
+            more compiled length, never a call per step). A run resumed from a checkpoint
+            repeats the uninterrupted one bit for bit when both use the same chunk and the
+            checkpoint step is a multiple of it.
         barostat: a ``monte_carlo_barostat`` for NPT (``barostat.init(state)`` first).
         protocol: per-step inputs, a dict of arrays with leading axis ``n_steps`` (e.g.
             {"temperature": ramp}), or None.
@@ -78,25 +98,20 @@ def simulate(integrator, state: MDState, n_steps: int, *, params=None, reporters
     params = system.params if params is None else params
     everies = [r.every for r in reporters]
     if chunk is None:  # a fixed default, so that resumed runs chunk (and rebuild) alike
-        chunk = math.gcd(100, n_steps, *everies)
+        chunk = math.gcd(100, *everies)
     bad = [e for e in everies if e % chunk]
     if bad:
         raise ValueError(f"reporter intervals {bad} are not multiples of chunk={chunk}")
-    if n_steps % chunk:
-        raise ValueError(f"n_steps={n_steps} is not a multiple of chunk={chunk}")
     if barostat is not None and "baro_max_dv" not in state.extra:
         state = barostat.init(state)
-    key = (id(integrator), id(barostat), chunk)
-    if key not in _COMPILED:
-        _COMPILED.clear()  # one run's compiled chunk at a time
-        _COMPILED[key] = _chunk_fn(integrator, barostat, chunk)
-    run = _COMPILED[key]
     info = {"masses": np.asarray(system.masses), "dof": integrator.dof,
             "timestep": integrator.timestep, "integrator": integrator}
     done = 0
     while done < n_steps:
+        length = min(chunk, n_steps - done)
+        run = _compiled_chunk(integrator, barostat, length)
         p = None if protocol is None else jax.tree_util.tree_map(
-            lambda a, lo=done: jnp.asarray(a)[lo:lo + chunk], protocol)
+            lambda a, lo=done, n=length: jnp.asarray(a)[lo:lo + n], protocol)
         new, (energies, speeds) = run(state, params, p)
         if new.neighbors is not None and bool(new.neighbors.did_overflow):
             fns = integrator.neighbor_fns
@@ -116,7 +131,7 @@ def simulate(integrator, state: MDState, n_steps: int, *, params=None, reporters
                 " timestep, minimizing first, or checking the starting structure for clashes",
                 state, step=at, reason=what)
         state = new
-        done += chunk
+        done += length
         step = int(state.step)
         for r in reporters:
             if step % r.every == 0:

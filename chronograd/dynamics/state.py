@@ -14,9 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chronograd.system.virtual_sites import place_virtual_sites
-
-BOLTZMANN = 0.00831446261815324  # kJ/mol/K (OpenMM's BOLTZ)
+from chronograd.units import BOLTZMANN
 
 
 class MDState(NamedTuple):
@@ -33,26 +31,6 @@ class MDState(NamedTuple):
     step: jax.Array
     key: jax.Array
     extra: dict
-
-
-def force_fn(system, neighbor_fns=None):
-    """``compute(x, box, params, neighbors) -> (x with sites placed, neighbors, U, F)``.
-
-    Virtual sites are placed from their parents, the neighbor list is updated (rebuilt when an
-    atom moved more than half the skin; overflow is a flag in it), and U and F = -dU/dx are
-    evaluated in one pass."""
-    energy = jax.value_and_grad(system.energy_fn(neighbor_list=True))
-    sites, source = system.virtual_sites, system.source
-
-    def compute(x, box, params, neighbors):
-        if sites:
-            x = place_virtual_sites(x, sites, params if source is None else source(params))
-        if neighbors is not None:
-            neighbors = neighbor_fns.update(x, neighbors, box)
-        u, g = energy(x, box, params, neighbors)
-        return x, neighbors, u, -g
-
-    return compute
 
 
 def inverse_masses(masses) -> np.ndarray:

@@ -31,8 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from chronograd import observables
-from chronograd.dynamics.state import BOLTZMANN
 from chronograd.errors import InputError
+from chronograd.gradients.reweighting import effective_sample_size, exp_log_weights, exp_weights
+from chronograd.units import BOLTZMANN
 
 
 class LiquidTarget:
@@ -65,7 +66,7 @@ class LiquidTarget:
                  equilibration: int = 2500, production: int = 10000, every: int = 100,
                  gas_production: int = 20000, gas_every: int = 100, min_ess: float = 0.5,
                  seed: int = 0, charges: str | None = None, initial_density: float = 0.9):
-        import chronograd as cg
+        from chronograd.topology import Molecule
         from chronograd.topology.boxes import liquid_box
 
         if density is None and hvap is None:
@@ -93,7 +94,7 @@ class LiquidTarget:
         self.min_ess, self.seed = float(min_ess), int(seed)
         self.n_molecules = int(n_molecules)
         try:
-            mol = cg.Molecule.from_smiles(smiles, name=name)
+            mol = Molecule.from_smiles(smiles, name=name)
         except Exception as e:
             raise InputError(f"target {name!r}: cannot read SMILES {smiles!r}: {e}") from None
         mols, pos, box = liquid_box(mol, self.n_molecules, density_g_ml=initial_density,
@@ -117,10 +118,11 @@ class LiquidTarget:
 
     # ---- sampling (host side) ----
     def _simulate(self, theta):
-        import chronograd as cg
         from chronograd.dynamics import langevin
         from chronograd.dynamics.barostat import monte_carlo_barostat
         from chronograd.dynamics.reporters import ReservoirReporter
+        from chronograd.dynamics.runner import simulate
+        from chronograd.minimize import minimize
 
         r = self.run
         if self._engines is None:
@@ -136,16 +138,16 @@ class LiquidTarget:
         k1, k2 = jax.random.split(key)
         if self.sample is None:
             x0, box0 = self._start["liquid"]
-            x0 = cg.minimize(self.liquid, x0, box0, params=theta, tolerance=50.0).positions
+            x0 = minimize(self.liquid, x0, box0, params=theta, tolerance=50.0).positions
             equil = 2 * r["equilibration"]
         else:
             x0, box0 = self.sample["last_liquid"]
             equil = r["equilibration"]
         s = liq.init(x0, box=box0, key=k1, temperature=self.temperature, params=theta)
-        s = cg.simulate(liq, s, equil, params=theta, barostat=baro)
+        s = simulate(liq, s, equil, params=theta, barostat=baro)
         n_frames = r["production"] // r["every"]
         rep = ReservoirReporter(n_frames, every=r["every"])
-        s = cg.simulate(liq, s, r["production"], params=theta, barostat=baro, reporters=[rep])
+        s = simulate(liq, s, r["production"], params=theta, barostat=baro, reporters=[rep])
         order = np.argsort(rep.steps)
         frames = np.stack(rep.frames)[order]
         boxes = np.stack(rep.boxes)[order]
@@ -153,10 +155,10 @@ class LiquidTarget:
 
         xg0 = self._start["gas"][0] if self.sample is None else self.sample["last_gas"]
         g = gas.init(xg0, key=k2, temperature=self.temperature, params=theta)
-        g = cg.simulate(gas, g, r["equilibration"], params=theta)
+        g = simulate(gas, g, r["equilibration"], params=theta)
         n_gas = r["gas_production"] // r["gas_every"]
         grep = ReservoirReporter(n_gas, every=r["gas_every"])
-        g = cg.simulate(gas, g, r["gas_production"], params=theta, reporters=[grep])
+        g = simulate(gas, g, r["gas_production"], params=theta, reporters=[grep])
         gframes = np.stack(grep.frames)[np.argsort(grep.steps)]
 
         u_liq = np.asarray(self._energies["liquid"](jnp.asarray(frames), jnp.asarray(boxes),
@@ -168,14 +170,14 @@ class LiquidTarget:
                        "last_gas": np.asarray(g.positions)}
 
     def _ess(self, theta) -> float:
-        from chronograd.gradients.ensemble import effective_sample_size
-
         s = self.sample
         u = np.asarray(self._energies["liquid"](jnp.asarray(s["frames"]),
                                                 jnp.asarray(s["boxes"]), theta))
         ug = np.asarray(self._energies["gas"](jnp.asarray(s["gas_frames"]), theta))
-        ess_l = effective_sample_size(-self.beta * (u - s["u_liquid"])) / len(u)
-        ess_g = effective_sample_size(-self.beta * (ug - s["u_gas"])) / len(ug)
+        ess_l = float(effective_sample_size(exp_log_weights(u, s["u_liquid"], self.beta))) \
+            / len(u)
+        ess_g = float(effective_sample_size(exp_log_weights(ug, s["u_gas"], self.beta))) \
+            / len(ug)
         return min(ess_l, ess_g)
 
     def prepare(self, theta):
@@ -204,9 +206,9 @@ class LiquidTarget:
         """{"density": g/mL, "hvap": kJ/mol} reweighted to theta from ``data``."""
         frames, boxes, u_s, rho, gframes, ug_s = data
         u = self._energies["liquid"](frames, boxes, theta)
-        w = jax.nn.softmax(-self.beta * (u - u_s))
+        w = exp_weights(u, u_s, self.beta)
         ug = self._energies["gas"](gframes, theta)
-        wg = jax.nn.softmax(-self.beta * (ug - ug_s))
+        wg = exp_weights(ug, ug_s, self.beta)
         hvap = (wg @ ug - (w @ u) / self.n_molecules + BOLTZMANN * self.temperature)
         return {"density": w @ rho, "hvap": hvap}
 

@@ -23,9 +23,8 @@ _CACHE: dict = {}
 def _worker_objective(path, text, k, indices):
     key = (hashlib.sha256(text.encode()).hexdigest(), k, tuple(indices))
     if key not in _CACHE:
-        import chronograd  # noqa: F401  (float64)
+        from chronograd.fit.build import build_objective
         from chronograd.fit.config import load_config
-        from chronograd.fit.runner import build_objective
 
         cfg = load_config(path)
         if cfg.text != text:

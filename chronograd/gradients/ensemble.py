@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import logsumexp
 
-from chronograd.dynamics.state import BOLTZMANN
 from chronograd.errors import InputError
+from chronograd.gradients import reweighting
 from chronograd.gradients.common import (
     GradientError,
     GradientResult,
@@ -38,7 +38,7 @@ from chronograd.gradients.common import (
 from chronograd.observables import check_finite
 from chronograd.space.neighbor_list import update_or_regrow
 from chronograd.system.pairs import choose_neighbor_list
-from chronograd.units import BAR
+from chronograd.units import BAR, BOLTZMANN
 
 
 class ReweightingError(GradientError):
@@ -201,9 +201,8 @@ def ensemble_gradient(system, frames, observable, *, temperature: float, boxes=N
 
 
 def effective_sample_size(log_weights) -> float:
-    """(sum w)^2 / sum w^2 from log weights."""
-    lw = np.asarray(log_weights, np.float64)
-    return float(np.exp(2 * logsumexp(lw) - logsumexp(2 * lw)))
+    """(sum w)^2 / sum w^2 from log weights (host float; see ``reweighting.py``)."""
+    return float(reweighting.effective_sample_size(np.asarray(log_weights, np.float64)))
 
 
 def reduced_potentials(system, frames, params_list, *, temperature: float, boxes=None,
@@ -256,12 +255,12 @@ def reweight(system, frames, observable, params_new, *, temperature: float, boxe
     u_k, u_new = u[:-1], u[-1]
     o = _observe(observable, x_all, b_all, params_new)
     if method == "exp":
-        log_w = -(u_new - u_k[0])
+        log_w = np.asarray(reweighting.exp_log_weights(u_new, u_k[0]))
     else:
         mbar = _pymbar().MBAR(u_k, n_k)
         f_k = np.asarray(mbar.f_k)
         log_w = -u_new - logsumexp(np.log(n_k)[:, None] + f_k[:, None] - u_k, axis=0)
-    log_w = log_w - logsumexp(log_w)
+        log_w = log_w - logsumexp(log_w)
     ess = effective_sample_size(log_w)
     if ess < min_ess:
         raise ReweightingError(

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chronograd.dynamics.state import MDState, force_fn
+from chronograd.dynamics.state import MDState
 from chronograd.errors import InputError
 from chronograd.gradients.common import (
     GradientError,
@@ -46,6 +46,7 @@ from chronograd.gradients.common import (
     memory_limit_bytes,
     trajectory_verdict,
 )
+from chronograd.system.forces import force_fn
 
 TRAJECTORY_ESTIMATORS = ("forward", "windowed", "reverse", "checkpointed", "finite-difference")
 

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from chronograd.dynamics.constraints import build_constraints, rattle_velocities, shake
-from chronograd.dynamics.state import force_fn
 from chronograd.errors import InputError
 from chronograd.minimize.fire import FireState, fire
 from chronograd.minimize.lbfgs import lbfgs_run
+from chronograd.system.forces import force_fn
 from chronograd.system.pairs import choose_neighbor_list
 
 RESTRAINT_K = 1e6  # kJ/mol/nm^2 on constrained distances during L-BFGS
@@ -91,9 +91,9 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
             xx = flat.reshape(x.shape)
             u = energy(xx, box, params, nbrs)
             if con is not None:
-                from chronograd.dynamics.constraints import _bond_vectors
+                from chronograd.dynamics.constraints import bond_vectors
 
-                r = jnp.linalg.norm(_bond_vectors(xx, con.pairs, box), axis=-1)
+                r = jnp.linalg.norm(bond_vectors(xx, con.pairs, box), axis=-1)
                 u = u + RESTRAINT_K * jnp.sum((r - con.distances) ** 2)
             return u
 

@@ -32,7 +32,7 @@ def fire(compute, constraints=None, *, dt_start: float = 0.002, dt_max: float = 
          max_step: float = 0.01, n_min: int = 5, f_inc: float = 1.1, f_dec: float = 0.5,
          alpha_start: float = 0.1, f_alpha: float = 0.99):
     """``(init, step)`` for FIRE; ``compute(x, box, params, nbrs) -> (x, nbrs, U, F)``
-    (``chronograd.dynamics.state.force_fn``). Units: ps-like fictitious time, nm."""
+    (``chronograd.system.forces.force_fn``). Units: ps-like fictitious time, nm."""
 
     def init(x, box, params, neighbors):
         x, neighbors, u, f = compute(x, box, params, neighbors)

@@ -22,7 +22,7 @@ def _rdkit():
     return Chem
 
 
-def _rdkit_error(what: str, func):
+def rdkit_parse(what: str, func):
     """Run an RDKit parse; if it fails, raise InputError with RDKit's own complaint."""
     import contextlib
     from io import StringIO
@@ -71,7 +71,7 @@ class Molecule:
         Chem = _rdkit()
         if not isinstance(smiles, str) or not smiles.strip():
             raise InputError(f"empty SMILES {smiles!r}; give a molecule, e.g. 'CCO'")
-        mol = _rdkit_error(f"the SMILES {smiles!r}", lambda: Chem.MolFromSmiles(smiles))
+        mol = rdkit_parse(f"the SMILES {smiles!r}", lambda: Chem.MolFromSmiles(smiles))
         _check_atoms(mol, smiles)
         mol = Chem.AddHs(mol)
         positions = None
@@ -124,7 +124,7 @@ class Molecule:
         Chem = _rdkit()
         ps = Chem.SmilesParserParams()
         ps.removeHs = False
-        mol = _rdkit_error(f"the mapped SMILES {smiles!r}", lambda: Chem.MolFromSmiles(smiles, ps))
+        mol = rdkit_parse(f"the mapped SMILES {smiles!r}", lambda: Chem.MolFromSmiles(smiles, ps))
         maps = [a.GetAtomMapNum() for a in mol.GetAtoms()]
         if sorted(maps) != list(range(1, len(maps) + 1)):
             raise InputError(f"mapped SMILES {smiles!r}: every atom (hydrogens explicit) needs a"
@@ -161,7 +161,7 @@ class Molecule:
         out = []
         for k in range(len(supplier)):
             try:
-                mol = _rdkit_error(f"record {k + 1}", lambda k=k: supplier[k])
+                mol = rdkit_parse(f"record {k + 1}", lambda k=k: supplier[k])
             except InputError as exc:
                 raise InputError(f"{path}: {exc} (check the counts, atom and bond lines)"
                                  ) from None
