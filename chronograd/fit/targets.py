@@ -20,13 +20,16 @@ import numpy as np
 
 from chronograd.errors import InputError
 from chronograd.fit.data import QMRecord
+from chronograd.fit.qm_batch import QMGeometries
+from chronograd.potentials.geometry import bond_angles, bond_lengths
 
 KCAL = 4.184  # kJ/mol
 KCAL_PER_A = 41.84  # kJ/mol/nm
 
 
 class _Record:
-    """One molecule's system and compiled per-geometry energy + forces."""
+    """One molecule's system and its per-geometry energy + forces (``batch``: a vmapped
+    function of (positions [G, N, 3], theta), for systems that cannot join a padded batch)."""
 
     def __init__(self, ff, record: QMRecord, charges):
         self.record = record
@@ -34,12 +37,52 @@ class _Record:
         U = self.system.energy_fn()
         value_and_force = jax.value_and_grad(lambda x, p: U(x, None, p))
         self.batch = jax.vmap(value_and_force, in_axes=(0, None))
-        self.compute = jax.jit(self.batch)
 
     def energies_forces(self, theta):
-        """(U [n], F [n, N, 3]) at this record's geometries (numpy)."""
-        u, g = self.compute(jnp.asarray(self.record.positions), theta)
+        """(U [n], F [n, N, 3]) at this record's geometries (numpy; compiles per record)."""
+        u, g = jax.jit(self.batch)(jnp.asarray(self.record.positions), theta)
         return np.asarray(u), -np.asarray(g)
+
+
+def _layout(records, fitted, reference, with_forces):
+    """(QMGeometries of every geometry, of the fitted ones, static arrays of the residual
+    layout) or (None, None, None) when the systems cannot share a batch (e.g. virtual sites):
+    then each record is evaluated on its own."""
+    ids = [r.record.id for r in records]
+    systems = [r.system for r in records]
+    try:
+        every = QMGeometries(systems, [r.record.positions for r in records], ids)
+        fit = QMGeometries(systems, [f.positions for f in fitted], ids)
+    except InputError:
+        return None, None, None
+    n_geo = sum(len(x) for x in fit.positions)
+    rec_of = np.zeros(n_geo, np.int32)
+    e_qm = np.zeros(n_geo)
+    min_at = np.zeros(len(records), np.int64)
+    f_qm = np.zeros(sum(len(x) * n * 3 for x, n in zip(fit.positions, fit.n_padded,
+                                                        strict=True)))
+    order = []
+    for m, f in enumerate(fitted):
+        ei = fit.energy_index(m)
+        rec_of[ei] = m
+        e_qm[ei] = f.energy
+        if len(f.energy):
+            min_at[m] = ei[int(np.argmin(f.energy))]
+        fi = fit.force_index(m)
+        f_qm[fi] = np.asarray(f.forces).ravel()
+        order.append(ei)
+        if with_forces:
+            order.append(n_geo + fi)
+    counts = np.maximum(np.bincount(rec_of, minlength=len(records)), 1)
+    if reference == "mean":
+        ref_qm = (np.bincount(rec_of, weights=e_qm, minlength=len(records)) / counts)[rec_of]
+    else:
+        ref_qm = e_qm[min_at][rec_of]
+    static = {"rec_of": jnp.asarray(rec_of), "counts": jnp.asarray(counts, float),
+              "min_at": jnp.asarray(min_at), "e_rel": jnp.asarray(e_qm - ref_qm),
+              "f_qm": jnp.asarray(f_qm),
+              "order": jnp.asarray(np.concatenate(order) if order else np.zeros(0, int))}
+    return every, fit, static
 
 
 class EnergyForceTarget:
@@ -84,6 +127,8 @@ class EnergyForceTarget:
         fitted = [r.record.subset(split) for r in self.records]
         self._data = [(jnp.asarray(f.positions), jnp.asarray(f.energy), jnp.asarray(f.forces))
                       for f in fitted]
+        self._every, self._fit, self._static = _layout(self.records, fitted, reference,
+                                                       bool(force_weight))
         self.n_energy = sum(len(f.energy) for f in fitted)
         self.n_force = sum(f.forces.size for f in fitted)
         if self.n_energy == 0:
@@ -98,6 +143,8 @@ class EnergyForceTarget:
     def _residuals(self, theta):
         se = jnp.sqrt(self.weight * self.energy_weight / self.n_energy) / self.energy_denominator
         sf = jnp.sqrt(self.weight * self.force_weight / self.n_force) / self.force_denominator
+        if self._fit is not None:
+            return self._batched_residuals(theta, se, sf)
         out = []
         for rec, (x, e_qm, f_qm) in zip(self.records, self._data, strict=True):
             u, g = rec.batch(x, theta)
@@ -106,6 +153,28 @@ class EnergyForceTarget:
                 out.append(sf * (-g - f_qm).ravel())
         return jnp.concatenate(out)
 
+    def _batched_residuals(self, theta, se, sf):
+        """The same rows in the same order, from one vmapped program per bucket."""
+        per = self._fit.evaluate(theta)
+        c = self._static
+        u = jnp.concatenate([e for e, _ in per])
+        if self.reference == "mean":
+            ref = (jax.ops.segment_sum(u, c["rec_of"], num_segments=len(self.records))
+                   / c["counts"])[c["rec_of"]]
+        else:
+            ref = u[c["min_at"]][c["rec_of"]]
+        rows = [se * ((u - ref) - c["e_rel"])]
+        if self.force_weight:
+            grad = jnp.concatenate([g.reshape(-1) for _, g in per])
+            rows.append(sf * (-grad - c["f_qm"]))
+        return jnp.concatenate(rows)[c["order"]]
+
+    def _energies_forces(self, theta):
+        """Per record (U [G], F [G, n, 3]) at all its geometries (host)."""
+        if self._every is not None:
+            return self._every.energies_forces(theta)
+        return [rec.energies_forces(theta) for rec in self.records]
+
     def loss(self, theta):
         r = self.residuals(theta)
         return jnp.sum(r * r)
@@ -113,8 +182,7 @@ class EnergyForceTarget:
     def check_finite(self, theta):
         """Raise InputError naming the record and geometry whose MM energy or forces are not
         finite (call before fitting)."""
-        for rec in self.records:
-            u, f = rec.energies_forces(theta)
+        for rec, (u, f) in zip(self.records, self._energies_forces(theta), strict=True):
             bad = ~np.isfinite(u) | ~np.all(np.isfinite(f.reshape(len(f), -1)), axis=1)
             if bad.any():
                 raise InputError(f"target {self.name!r}: record {rec.record.id!r} geometry"
@@ -125,11 +193,10 @@ class EnergyForceTarget:
         out = {}
         for split in ("train", "test"):
             de, df = [], []
-            for rec in self.records:
+            for rec, (u, f) in zip(self.records, self._energies_forces(theta), strict=True):
                 keep = rec.record.split == split
                 if not keep.any():
                     continue
-                u, f = rec.energies_forces(theta)
                 qm = rec.record
                 # relative energies over the split's own geometries, with this target's rule
                 qe = qm.energy[keep]
@@ -146,8 +213,7 @@ class EnergyForceTarget:
     def predictions(self, theta) -> list[dict]:
         """Per record: split, relative QM and MM energies, QM and MM forces (for reports)."""
         out = []
-        for rec in self.records:
-            u, f = rec.energies_forces(theta)
+        for rec, (u, f) in zip(self.records, self._energies_forces(theta), strict=True):
             qm = rec.record
             out.append({"id": qm.id, "kind": qm.kind, "split": qm.split,
                         "angles_deg": qm.angles_deg,
@@ -218,10 +284,7 @@ class OptimizedGeometryTarget:
 
     @staticmethod
     def _internal(x, bonds, angles):
-        b = jnp.linalg.norm(x[bonds[:, 0]] - x[bonds[:, 1]], axis=-1)
-        u, v = x[angles[:, 0]] - x[angles[:, 1]], x[angles[:, 2]] - x[angles[:, 1]]
-        cos = jnp.sum(u * v, -1) / (jnp.linalg.norm(u, axis=-1) * jnp.linalg.norm(v, axis=-1))
-        return b, jnp.arccos(jnp.clip(cos, -1.0, 1.0))
+        return bond_lengths(x, None, bonds), bond_angles(x, None, angles)
 
     def _residuals(self, theta):
         sb = jnp.sqrt(self.weight / self.n_bonds) / self.bond_denominator
