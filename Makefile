@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_energy_forces.py
 	$(PY) benchmarks/bench_neighbor_scaling.py
 	$(PY) benchmarks/bench_smirnoff.py
+	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_dynamics.py
 	$(PY) benchmarks/bench_gradients.py
 	$(PY) benchmarks/bench_fit.py

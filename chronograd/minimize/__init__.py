@@ -13,7 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chronograd.dynamics.constraints import build_constraints, rattle_velocities, shake
+from chronograd.dynamics.constraints import (
+    bond_vectors,
+    build_constraints,
+    rattle_velocities,
+    shake,
+)
 from chronograd.errors import InputError
 from chronograd.minimize.fire import FireState, fire
 from chronograd.minimize.lbfgs import lbfgs_run
@@ -52,75 +57,95 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     # projection), not the mass-weighted RATTLE metric.
     con = build_constraints(system.constraints, system.constraint_distances,
                             np.where(masses > 0, 1.0, 0.0))
-    nl_fns = system.neighbor_list() if choose_neighbor_list(system, neighbor_list) else None
-    compute = force_fn(system, nl_fns)
+    use_nl = choose_neighbor_list(system, neighbor_list)
+    nl_fns = system.neighbor_list() if use_nl else None
+    programs = _programs(system, method, float(tolerance), int(max_iterations), use_nl, con,
+                         n_real)
     if con is not None:
-        x = jax.jit(shake)(x, x, con, box)
+        x = programs["shake"](x, x, con, box)
 
-    def projected(f, xx):
+    if method == "fire":
+        run = programs["run"]
+        nbrs = None if nl_fns is None else nl_fns.allocate(x, box)
+        s, iters = run(x, nbrs, box, params)
+        if s.neighbors is not None and bool(s.neighbors.did_overflow):
+            s, more = run(s.positions, nl_fns.allocate(s.positions, box), box, params)
+            iters = iters + more
+        x_final, iterations = s.positions, int(iters)
+    else:
+        run = programs["run"]
+        flat, iterations = x.ravel(), 0
+        chunk = max_iterations if nl_fns is None else min(max_iterations, 200)
+        while True:
+            nbrs = None if nl_fns is None else nl_fns.allocate(flat.reshape(x.shape), box)
+            flat, _, k = run(flat, nbrs, box, params, chunk)
+            iterations += int(k)
+            if int(k) < chunk or iterations >= max_iterations or nl_fns is None:
+                break
+        x_final = flat.reshape(x.shape)
+        if con is not None:
+            x_final = programs["shake"](x_final, x_final, con, box)
+    nbrs = None if nl_fns is None else nl_fns.allocate(x_final, box)
+    x_final, _, u, f = programs["compute"](x_final, box, params, nbrs)
+    f = programs["project"](f, x_final, box)
+    rms = float(_rms(f, n_real))
+    status = ("non_finite" if not np.isfinite(float(u)) else
+              "converged" if rms < tolerance else "max_iterations")
+    return MinimizeResult(np.asarray(x_final), float(u), rms,
+                          float(jnp.max(jnp.linalg.norm(f, axis=-1))), iterations, status)
+
+
+def _programs(system, method, tolerance, max_iterations, use_nl, con, n_real) -> dict:
+    """The jitted pieces of a minimization, built once per system and options (positions,
+    box and parameters are arguments, so later calls reuse them)."""
+    key = ("minimize", method, tolerance, max_iterations, use_nl, con is None)
+    cache = system._cache
+    if key in cache:
+        return cache[key]
+    compute = force_fn(system, system.neighbor_list() if use_nl else None)
+
+    def projected(f, xx, box):
         return f if con is None else rattle_velocities(f, xx, con, box)
 
+    out = {"compute": jax.jit(compute), "project": jax.jit(projected), "shake": jax.jit(shake)}
     if method == "fire":
         init, step = fire(compute, con)
 
         @jax.jit
-        def run(x, nbrs):
+        def run(x, nbrs, box, params):
             s = init(x, box, params, nbrs)
 
             def cond(c):
                 s, k = c
-                return ((k < max_iterations) & (_rms(projected(s.forces, s.positions), n_real)
-                                                >= tolerance) & jnp.isfinite(s.energy))
+                return ((k < max_iterations) & (_rms(projected(s.forces, s.positions, box),
+                                                     n_real) >= tolerance)
+                        & jnp.isfinite(s.energy))
 
             def body(c):
                 s, k = c
                 return step(s, box, params), k + 1
 
             return jax.lax.while_loop(cond, body, (s, jnp.asarray(0)))
-
-        nbrs = None if nl_fns is None else nl_fns.allocate(x, box)
-        s, iters = run(x, nbrs)
-        if s.neighbors is not None and bool(s.neighbors.did_overflow):
-            s, more = run(s.positions, nl_fns.allocate(s.positions, box))
-            iters = iters + more
-        x_final, iterations = s.positions, int(iters)
     else:
         energy = system.energy_fn(neighbor_list=True)
 
-        def objective(flat, nbrs):
-            xx = flat.reshape(x.shape)
+        def objective(flat, nbrs, box, params, shape):
+            xx = flat.reshape(shape)
             u = energy(xx, box, params, nbrs)
             if con is not None:
-                from chronograd.dynamics.constraints import bond_vectors
-
                 r = jnp.linalg.norm(bond_vectors(xx, con.pairs, box), axis=-1)
                 u = u + RESTRAINT_K * jnp.sum((r - con.distances) ** 2)
             return u
 
         @jax.jit
-        def run(flat, nbrs, budget):
-            return lbfgs_run(lambda f: objective(f, nbrs), flat, max_iterations=budget,
-                             tolerance=tolerance, rms_force=lambda g: _rms(g, n_real))
-
-        flat, iterations = x.ravel(), 0
-        chunk = max_iterations if nl_fns is None else min(max_iterations, 200)
-        while True:
-            nbrs = None if nl_fns is None else nl_fns.allocate(flat.reshape(x.shape), box)
-            flat, _, k = run(flat, nbrs, chunk)
-            iterations += int(k)
-            if int(k) < chunk or iterations >= max_iterations or nl_fns is None:
-                break
-        x_final = flat.reshape(x.shape)
-        if con is not None:
-            x_final = jax.jit(shake)(x_final, x_final, con, box)
-    nbrs = None if nl_fns is None else nl_fns.allocate(x_final, box)
-    x_final, _, u, f = jax.jit(compute)(x_final, box, params, nbrs)
-    f = projected(f, x_final)
-    rms = float(_rms(f, n_real))
-    status = ("non_finite" if not np.isfinite(float(u)) else
-              "converged" if rms < tolerance else "max_iterations")
-    return MinimizeResult(np.asarray(x_final), float(u), rms,
-                          float(jnp.max(jnp.linalg.norm(f, axis=-1))), iterations, status)
+        def run(flat, nbrs, box, params, budget):
+            shape = (flat.shape[0] // 3, 3)
+            return lbfgs_run(lambda f: objective(f, nbrs, box, params, shape), flat,
+                             max_iterations=budget, tolerance=tolerance,
+                             rms_force=lambda g: _rms(g, n_real))
+    out["run"] = run
+    cache[key] = out
+    return out
 
 
 __all__ = ["FireState", "MinimizeResult", "fire", "minimize"]
