@@ -181,6 +181,12 @@ def part_d(mols):
             f" start-up included) | {t_loop / t_batch:.1f}x | - | {err:.1e} |")
 
 
+HEAD_A = ("| workload | per-molecule loop | batched (`stack_systems`) | speed-up |"
+          " batched again (compiled) | max rel. difference |\n|---|---|---|---|---|---|")
+HEAD_C = ("| system | atoms | `energy_fn()` (jit) | `system.energy(x, box)` (value and forces) |"
+          " all pairs would be (6 f64 arrays) | energy difference |\n|---|---|---|---|---|---|")
+
+
 def main():
     ff, mols = drug_molecules(100)
     row_a = part_a(ff, mols)
@@ -193,8 +199,7 @@ def main():
 Command: `python benchmarks/bench_batch.py` (all numbers from one run).
 {machine_line()}
 
-| workload | per-molecule loop | batched (`stack_systems`) | speed-up | batched again (compiled) | max rel. difference |
-|---|---|---|---|---|---|
+{HEAD_A}
 {row_a}
 {row_d}
 
@@ -205,8 +210,7 @@ Gasteiger charges, vacuum, float64. Compilations are XLA backend compilations co
 Memory of the compiled energy (XLA temporary buffers; pairs come from a neighbor list
 built inside `energy_fn()`, or allocated on the host for `system.energy`):
 
-| system | atoms | `energy_fn()` (jit) | `system.energy(x, box)` (value and forces) | all pairs would be (6 f64 arrays) | energy difference |
-|---|---|---|---|---|---|
+{HEAD_C}
 {chr(10).join(rows_c)}
 """
     write_section("batch", body)
