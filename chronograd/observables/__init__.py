@@ -20,13 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from chronograd.errors import InputError
+from chronograd.potentials.geometry import bond_lengths, dihedral_angles
 from chronograd.space.periodic import minimum_image as _pbc_displacement
 from chronograd.units import AVOGADRO
-
-
-def _disp(positions, box, i, j):
-    d = positions[j] - positions[i]
-    return d if box is None else _pbc_displacement(d, box)
 
 
 def potential_energy(system, term: str | None = None):
@@ -78,8 +74,10 @@ def radius_of_gyration(masses=None, atoms=None):
 
 def distance(i: int, j: int):
     """|x_j - x_i| (nm), minimum image when there is a box."""
+    atoms = np.array([[i, j]], np.int32)
+
     def d(positions, box, params=None):
-        return jnp.linalg.norm(_disp(positions, box, i, j))
+        return bond_lengths(positions, box, atoms)[0]
 
     return d
 
@@ -94,10 +92,7 @@ def distances(pairs):
     p = np.asarray(pairs, np.int32).reshape(-1, 2)
 
     def d(positions, box, params=None):
-        v = positions[p[:, 1]] - positions[p[:, 0]]
-        if box is not None:
-            v = _pbc_displacement(v, box)
-        return jnp.linalg.norm(v, axis=-1)
+        return bond_lengths(positions, box, p)
 
     return d
 
@@ -117,13 +112,10 @@ def noe_transform(mean_r_minus_6):
 def dihedral(i: int, j: int, k: int, l: int):  # noqa: E741
     """Dihedral angle i-j-k-l (radians, in (-pi, pi]), IUPAC sign convention (as mdtraj and
     OpenMM)."""
+    atoms = np.array([[i, j, k, l]], np.int32)
+
     def phi(positions, box, params=None):
-        b1 = _disp(positions, box, i, j)
-        b2 = _disp(positions, box, j, k)
-        b3 = _disp(positions, box, k, l)
-        n1, n2 = jnp.cross(b1, b2), jnp.cross(b2, b3)
-        y = jnp.dot(jnp.cross(n1, n2), b2 / jnp.linalg.norm(b2))
-        return jnp.arctan2(y, jnp.dot(n1, n2))
+        return dihedral_angles(positions, box, atoms)[0]
 
     return phi
 
