@@ -37,10 +37,13 @@ class _Record:
         U = self.system.energy_fn()
         value_and_force = jax.value_and_grad(lambda x, p: U(x, None, p))
         self.batch = jax.vmap(value_and_force, in_axes=(0, None))
+        self._compiled = None
 
     def energies_forces(self, theta):
-        """(U [n], F [n, N, 3]) at this record's geometries (numpy; compiles per record)."""
-        u, g = jax.jit(self.batch)(jnp.asarray(self.record.positions), theta)
+        """(U [n], F [n, N, 3]) at this record's geometries (numpy; compiled once per record)."""
+        if self._compiled is None:
+            self._compiled = jax.jit(self.batch)
+        u, g = self._compiled(jnp.asarray(self.record.positions), theta)
         return np.asarray(u), -np.asarray(g)
 
 
