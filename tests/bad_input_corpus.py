@@ -554,6 +554,9 @@ CASES = [
         "-o", "run.dcd"], "with --ff give a molecule (SDF/MOL)"),
     Case("energy-ff-without-molecule", "`energy --ff FF` without a molecule", lambda d: [
         "energy", "--ff", SAGE], "--ff needs a molecule"),
+    Case("energy-many-files-with-forces", "`energy --ff FF a.sdf b.sdf --forces f.npy`",
+         lambda d: ["energy", "--ff", SAGE, sdf(d), sdf(d, name="b.sdf"), "--forces", "f.npy"],
+         "--forces and --grad-params take one molecule"),
     Case("combined-ff-id-clash", "two force fields that use one id for different SMIRKS",
          lambda d: ["energy", "--ff", SAGE + "," + offxml(
              d, sage_text()[sage_text().index("<Bonds"):], sage_text()[sage_text().index(
