@@ -48,11 +48,16 @@ def positions():
     return [np.asarray(m.positions) for m in molecules()]
 
 
-def test_batched_energies_forces_and_theta_gradients_equal_per_molecule():
-    syss, xs = systems(), positions()
-    assert len(syss) >= 50
+@pytest.mark.parametrize("n", [12, pytest.param(50, marks=pytest.mark.slow)])
+def test_batched_energies_forces_and_theta_gradients_equal_per_molecule(n):
+    """Every 4th of the 50 molecules in the default suite (12; each per-molecule reference
+    costs a compilation of ~3 s), all 50 in the slow one."""
+    picked = range(0, 50, 50 // n)[:n]
+    syss = [systems()[k] for k in picked]
+    xs = [positions()[k] for k in picked]
+    assert len(syss) == n
     batch = cg.stack_systems(syss, n_buckets=4)
-    assert len(batch.buckets) == 4
+    assert len(batch.buckets) >= 2  # one per doubling of the atom count
     energies, forces = batch.energies_and_forces(xs)
     per_theta = batch.param_gradient(xs, per_system=True)
     summed = ravel_pytree(batch.param_gradient(xs))[0]

@@ -63,8 +63,9 @@ def test_objective_gradient_matches_central_differences(ethanol):
 
 def test_optimized_geometry_gradient_matches_central_differences():
     ff = cg.ForceField(FF)
-    (rec,) = load_qm_dataset(QM, records=["opt-ethanol"])
-    target = OptimizedGeometryTarget(ff, [rec], tolerance=1e-7)
+    # two molecules of different sizes: one padded batch, one vmapped minimization
+    recs = load_qm_dataset(QM, records=["opt-ethanol", "opt-propanal"])
+    target = OptimizedGeometryTarget(ff, recs, tolerance=1e-7)
     wrt = select_parameters(ff, [{"handler": "Bonds", "attributes": ["length"]},
                                  {"handler": "Angles", "attributes": ["angle"]}])
     ev = Evaluator(Objective(ff, [target], wrt, prior_weight=0.0))
@@ -76,8 +77,13 @@ def test_optimized_geometry_gradient_matches_central_differences():
         e[i] = h
         fd = (ev.value(phi + e)[0] - ev.value(phi - e)[0]) / (2 * h)
         assert fd == pytest.approx(grad[i], rel=1e-4), ev.objective.labels[i]
-    m = target.metrics(ev.objective.theta(np.zeros_like(phi)))["train"]
+    theta0 = ev.objective.theta(np.zeros_like(phi))
+    m = target.metrics(theta0)["train"]
     assert 0 < m["bond_rmse"] < 0.005 and 0 < m["angle_rmse_deg"] < 5
+    # padding does not move the minima: each equals its molecule's own minimization
+    for rec, (x_mm, _, _) in zip(target.records, target._deviations(theta0), strict=True):
+        alone = cg.minimize(rec.system, rec.record.positions[0], tolerance=1e-7).positions
+        assert np.abs(np.asarray(x_mm) - np.asarray(alone)).max() < 1e-6
 
 
 def _config(tmp_path, method="lbfgs", iterations=4, extra="", out="out", targets=None):

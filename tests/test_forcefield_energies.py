@@ -34,11 +34,15 @@ def test_vacuum_energies_equal_interchange(offxml, full):
     worst_e, worst_f = 0.0, 0.0
     cases = vacuum_cases(full)
     assert len(cases) >= (100 if full else 20)
-    for name, mol in cases:
+    for _, mol in cases:
         mol.partial_charges = gasteiger_charges(mol)
+    systems = [ff.create_system(mol, charges="from-file") for _, mol in cases]
+    # chronograd's energies and forces of all molecules from one padded batch (a few
+    # compilations; tests/test_batch.py shows the batch equals per-system evaluation)
+    energies, forces = cg.stack_systems(systems).energies_and_forces(
+        [mol.positions for _, mol in cases])
+    for (name, mol), system, e, f in zip(cases, systems, energies, forces, strict=True):
         ref = interchange_system(offxml, mol_to_off(mol), mol.partial_charges)
-        system = ff.create_system(mol, charges="from-file")
-        e, f = system.energy_and_forces(mol.positions)
         e_ref, f_ref = openmm_energy_forces(ref, mol.positions)
         worst_e = max(worst_e, abs(e - e_ref) / max(abs(e_ref), 1.0))
         worst_f = max(worst_f, float(np.abs(f - f_ref).max()))

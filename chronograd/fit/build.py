@@ -58,6 +58,10 @@ def build_target(cfg, i, ff):
     if "split" in t:
         kw["split"] = None if t["split"] == "all" else t["split"]
     records = _records_for(cfg, i, t)
+    if cfg.forcefield.get("charges", "am1bcc") == "am1bcc":
+        from chronograd.forcefield.charges import prefetch_am1bcc
+
+        prefetch_am1bcc([r.molecule for r in records])  # one antechamber run per CPU
     try:
         return TARGETS[t["type"]](ff, records, name=t["name"],
                                   charges=cfg.forcefield.get("charges", "am1bcc"), **kw)

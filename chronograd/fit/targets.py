@@ -265,38 +265,72 @@ class OptimizedGeometryTarget:
                  weight: float = 1.0, bond_denominator: float = 0.005,
                  angle_denominator: float = np.deg2rad(8.0), tolerance: float = 1e-3,
                  split: str | None = "train", charges="am1bcc"):
-        from chronograd.gradients.implicit import minimized_positions
-
         if not records:
             raise InputError(f"target {name!r} has no records")
         self.name, self.weight, self.split = name, weight, split
         self.bond_denominator, self.angle_denominator = bond_denominator, angle_denominator
-        self.records, self._items = [], []
+        self.records, self._items, systems, starts = [], [], [], []
         for r in records:
             rec = _Record(ff, r, charges)
             self.records.append(rec)
             for k in np.flatnonzero(r.split == split) if split else range(len(r.energy)):
-                x_star = minimized_positions(rec.system, r.positions[k], tolerance=tolerance)
-                self._items.append((r.id, int(k), x_star, r.molecule.bonds(),
-                                    r.molecule.angles(), jnp.asarray(r.positions[k])))
+                systems.append(rec.system)
+                starts.append(np.asarray(r.positions[k]))
+                self._items.append((r.id, int(k), r.molecule.bonds(), r.molecule.angles(),
+                                    jnp.asarray(r.positions[k])))
         if not self._items:
             raise InputError(f"target {name!r}: no geometries in split {split!r}")
-        self.n_bonds = sum(len(i[3]) for i in self._items)
-        self.n_angles = sum(len(i[4]) for i in self._items)
+        self._minima = self._minimizer(systems, starts, tolerance)
+        self.n_bonds = sum(len(i[2]) for i in self._items)
+        self.n_angles = sum(len(i[3]) for i in self._items)
         self.residuals = jax.jit(self._residuals)
+        self._deviations = jax.jit(self._deviation_rows)  # for metrics and checks
+
+    def _minimizer(self, systems, starts, tolerance):
+        """theta -> the MM minimum of every item: all of them from one vmapped minimization
+        per size bucket, or (systems that cannot share a batch) one by one."""
+        from chronograd.gradients.implicit import batched_minimized_positions, minimized_positions
+        from chronograd.system.batch import stack_systems
+
+        names = [f"{rid} geometry {k}" for rid, k, *_ in self._items]
+        try:
+            batch = stack_systems(systems, names=names)
+        except InputError:
+            stars = [minimized_positions(s, x, tolerance=tolerance)
+                     for s, x in zip(systems, starts, strict=True)]
+            return lambda theta: [x_star(theta) for x_star in stars]
+        x_star = batched_minimized_positions(batch, starts, tolerance=tolerance)
+        where = [None] * len(systems)
+        for b, bucket in enumerate(batch.buckets):
+            for row, m in enumerate(bucket.members):
+                where[m] = (b, row, int(bucket.n_atoms[row]))
+
+        def minima(theta):
+            xs = x_star(theta)
+            return [xs[b][row, :n] for b, row, n in where]
+
+        return minima
 
     @staticmethod
     def _internal(x, bonds, angles):
         return bond_lengths(x, None, bonds), bond_angles(x, None, angles)
 
+    def _deviation_rows(self, theta):
+        """Per item (MM minimum, bond deviations nm, angle deviations rad) (pure)."""
+        out = []
+        for x_mm, (_, _, bonds, angles, x_qm) in zip(self._minima(theta), self._items,
+                                                       strict=True):
+            b_mm, a_mm = self._internal(x_mm, bonds, angles)
+            b_qm, a_qm = self._internal(x_qm, bonds, angles)
+            out.append((x_mm, b_mm - b_qm, a_mm - a_qm))
+        return out
+
     def _residuals(self, theta):
         sb = jnp.sqrt(self.weight / self.n_bonds) / self.bond_denominator
         sa = jnp.sqrt(self.weight / max(self.n_angles, 1)) / self.angle_denominator
         out = []
-        for _, _, x_star, bonds, angles, x_qm in self._items:
-            b_mm, a_mm = self._internal(x_star(theta), bonds, angles)
-            b_qm, a_qm = self._internal(x_qm, bonds, angles)
-            out += [sb * (b_mm - b_qm), sa * (a_mm - a_qm)]
+        for _, db, da in self._deviation_rows(theta):
+            out += [sb * db, sa * da]
         return jnp.concatenate(out)
 
     def loss(self, theta):
@@ -304,20 +338,17 @@ class OptimizedGeometryTarget:
         return jnp.sum(r * r)
 
     def check_finite(self, theta):
-        for rid, k, x_star, *_ in self._items:
-            if not np.all(np.isfinite(np.asarray(x_star(theta)))):
+        for (rid, k, *_), (x_mm, _, _) in zip(self._items, self._deviations(theta),
+                                              strict=True):
+            if not np.all(np.isfinite(np.asarray(x_mm))):
                 raise InputError(f"target {self.name!r}: the MM minimization of record {rid!r}"
                                  f" geometry {k} gives non-finite positions")
 
     def metrics(self, theta) -> dict:
         """RMS bond-length (nm) and angle (deg) deviation of the MM minima from QM."""
-        db, da = [], []
-        for _, _, x_star, bonds, angles, x_qm in self._items:
-            b_mm, a_mm = self._internal(x_star(theta), bonds, angles)
-            b_qm, a_qm = self._internal(x_qm, bonds, angles)
-            db.append(np.asarray(b_mm - b_qm))
-            da.append(np.rad2deg(np.asarray(a_mm - a_qm)))
-        db, da = np.concatenate(db), np.concatenate(da)
+        rows = self._deviations(theta)
+        db = np.concatenate([np.asarray(d) for _, d, _ in rows])
+        da = np.rad2deg(np.concatenate([np.asarray(d) for _, _, d in rows]))
         return {self.split or "all": {"bond_rmse": float(np.sqrt(np.mean(db ** 2))),
                                       "angle_rmse_deg": float(np.sqrt(np.mean(da ** 2))),
                                       "n_geometries": len(self._items)}}

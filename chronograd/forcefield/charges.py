@@ -86,6 +86,24 @@ def am1bcc_charges(molecule: Molecule) -> np.ndarray:
     return charges
 
 
+def prefetch_am1bcc(molecules, workers: int | None = None) -> None:
+    """Run antechamber for ``molecules`` in parallel (up to ``workers`` processes, default one
+    per CPU) to fill the cache ``am1bcc_charges`` reads. Failures are left for
+    ``am1bcc_charges`` to report, molecule by molecule, when the charges are asked for."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(molecule):
+        try:
+            am1bcc_charges(molecule)
+        except InputError:
+            pass
+
+    todo = [m for m in molecules if m.positions is not None]
+    if len(todo) > 1:
+        with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+            list(pool.map(one, todo))
+
+
 def _failure_detail(output: str, sqm_out: Path) -> str:
     """The lines of antechamber's and sqm's output that say what went wrong."""
     text = output + ("\n" + sqm_out.read_text() if sqm_out.exists() else "")

@@ -24,16 +24,24 @@ import numpy as np
 from chronograd.errors import InputError
 from chronograd.gradients.common import GradientResult, flat_params
 from chronograd.minimize.lbfgs import lbfgs_run
+from chronograd.system import structure as st
 
 
-def rigid_modes(x, periodic: bool):
+def rigid_modes(x, periodic: bool, mask=None):
     """Orthonormal rigid-body displacement modes [M, N, 3] at positions ``x`` (M = 3 with a
     box, 6 without: translations, then rotations about the centroid). Modes that vanish
-    (rotation about the axis of a linear molecule) come back as zero rows."""
+    (rotation about the axis of a linear molecule) come back as zero rows. ``mask`` [N]
+    (bool): only these atoms move (padded atoms of a batch get zero rows)."""
     n = x.shape[0]
     modes = [jnp.zeros((n, 3), x.dtype).at[:, a].set(1.0) for a in range(3)]
+    if mask is not None:
+        w = mask.astype(x.dtype)[:, None]
+        modes = [m * w for m in modes]
     if not periodic:
-        c = x - jnp.mean(x, axis=0)
+        if mask is None:
+            c = x - jnp.mean(x, axis=0)
+        else:
+            c = (x - jnp.sum(x * w, axis=0) / jnp.sum(w)) * w
         modes += [jnp.cross(jnp.eye(3, dtype=x.dtype)[a], c) for a in range(3)]
     m = jnp.stack(modes).reshape(len(modes), -1)
     _, sv, vt = jnp.linalg.svd(m, full_matrices=False)
@@ -110,6 +118,78 @@ def minimized_positions(system, x0, box=None, *, tolerance: float = 1e-4,
     x_star.solve = solve
     x_star.minimize = minimize
     x_star.box = box
+    return x_star
+
+
+def batched_minimized_positions(batch, positions, *, tolerance: float = 1e-4,
+                                max_iterations: int = 20000, cg_tolerance: float = 1e-10,
+                                shift: float = 1.0):
+    """``x_star(params)`` -> per bucket of ``batch`` (a ``SystemBatch``, vacuum) the minima
+    [B, N, 3] reached by L-BFGS from ``positions`` (one [n_i, 3] array per system), as
+    ``minimized_positions`` gives them one system at a time, with the same implicit VJP.
+
+    One ``vmap``ped minimization and one ``vmap``ped conjugate-gradient solve per bucket:
+    a data set compiles once per bucket shape, not once per molecule. Padded atoms have zero
+    force, so they never move, the RMS force is taken over real atoms only, and the rigid
+    modes are those of the real atoms; system m of a bucket sits at ``[row, :n_atoms]``.
+    """
+    for system in batch.systems:
+        _check(system)
+    x0 = batch.pad_positions(positions)
+    structures = batch.structures()
+    masks = tuple(jnp.asarray(np.arange(b.n_padded)[None, :] < np.asarray(b.n_atoms)[:, None])
+                  for b in batch.buckets)
+
+    def U(x, s, p):
+        return st.total_energy(s, x, None, p)
+
+    grad_x = jax.grad(U)
+
+    def minimize_one(x, s, mask, p):
+        n3 = 3.0 * jnp.sum(mask)
+        flat, _, _ = lbfgs_run(lambda f: U(f.reshape(x.shape), s, p), x.ravel(),
+                               max_iterations=max_iterations, tolerance=tolerance,
+                               rms_force=lambda g: jnp.sqrt(jnp.sum(g * g) / n3))
+        return flat.reshape(x.shape)
+
+    def minimize(p):
+        return tuple(jax.vmap(minimize_one, in_axes=(0, 0, 0, None))(x, s, m, p)
+                     for x, s, m in zip(x0, structures, masks, strict=True))
+
+    def solve_one(x, s, mask, p, g):
+        modes = rigid_modes(x, False, mask)
+
+        def project(v):
+            return v - jnp.tensordot(jnp.tensordot(modes, v, axes=([1, 2], [0, 1])), modes,
+                                     axes=1)
+
+        def op(v):
+            return jax.jvp(lambda y: grad_x(y, s, p), (x,), (v,))[1] + shift * (v - project(v))
+
+        w, _ = jax.scipy.sparse.linalg.cg(op, project(g), tol=cg_tolerance,
+                                          maxiter=30 * x.shape[0])
+        return w
+
+    @jax.custom_vjp
+    def x_star(params):
+        return minimize(params)
+
+    def fwd(params):
+        xs = minimize(params)
+        return xs, (xs, params)
+
+    def bwd(res, gs):
+        xs, params = res
+        ws = tuple(jax.vmap(solve_one, in_axes=(0, 0, 0, None, 0))(x, s, m, params, g)
+                   for x, s, m, g in zip(xs, structures, masks, gs, strict=True))
+
+        def coupling(p):  # sum over systems of w_m . dU_m/dx at x_m: one reverse pass
+            return sum(jnp.sum(jax.vmap(lambda w, x, s: jnp.vdot(w, grad_x(x, s, p)))(w, x, s))
+                       for w, x, s in zip(ws, xs, structures, strict=True))
+
+        return (jax.tree_util.tree_map(lambda a: -a, jax.grad(coupling)(params)),)
+
+    x_star.defvjp(fwd, bwd)
     return x_star
 
 

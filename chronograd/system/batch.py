@@ -1,6 +1,7 @@
 """Many systems, one compiled program: padding to a few size buckets, stacking, ``vmap``.
 
-``stack_systems(systems)`` sorts the systems by size into at most ``n_buckets`` buckets, pads
+``stack_systems(systems)`` sorts the systems by size into at most ``n_buckets`` buckets (about
+one per doubling of the atom count: each bucket is one more program to compile), pads
 every array of a bucket (atoms, bonds, angles, torsions, exceptions, pairs, slot-map entries)
 to the bucket's sizes and stacks them along a leading molecule axis. Padding is exact: padded
 atoms appear in no term; padded term rows hold the index N (one past the last atom) and are
@@ -297,7 +298,9 @@ class SystemBatch:
 
 def stack_systems(systems, *, n_buckets: int = 4, names=None) -> SystemBatch:
     """Pad ``systems`` (made by one force field, no cutoff) into at most ``n_buckets`` size
-    buckets; ``names`` (e.g. file names) label them in error messages.
+    buckets, one per doubling of the atom count from the smallest system to the largest
+    (systems within a factor 2 of each other share one); ``names`` (e.g. file names) label
+    them in error messages.
 
     Raises InputError naming the first system that cannot join the batch (another force field,
     other options, a cutoff, virtual sites).
@@ -307,7 +310,11 @@ def stack_systems(systems, *, n_buckets: int = 4, names=None) -> SystemBatch:
         raise InputError(f"{len(names)} names for {len(systems)} systems")
     _check(systems, names)
     order = sorted(range(len(systems)), key=lambda k: systems[k].n_atoms)
-    n_groups = max(1, min(int(n_buckets), len(systems)))
+    # One bucket per doubling of the atom count, at most n_buckets: a bucket wastes at most
+    # about half its padding, and every bucket is one more copy of the program to compile.
+    spread = systems[order[-1]].n_atoms / max(systems[order[0]].n_atoms, 1)
+    doublings = math.ceil(math.log2(spread)) if spread > 1 else 1
+    n_groups = max(1, min(int(n_buckets), len(systems), doublings))
     groups = [g for g in np.array_split(np.asarray(order, int), n_groups) if len(g)]
     buckets = []
     for group in groups:

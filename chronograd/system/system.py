@@ -39,6 +39,7 @@ def _host_total(structure, positions, box, params, neighbors):
 # Compiled once per structure shape and options (not per system): see contract 3.
 _TERMS_JIT = jax.jit(_host_terms)
 _VALUE_AND_GRAD_JIT = jax.jit(jax.value_and_grad(_host_total, argnums=1))
+_SLOTS_JIT = jax.jit(st.slots_of)  # one program, not one dispatch per slot-map operation
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,7 +118,7 @@ class System:
     def slots(self, params=None):
         """System slot values ``{term: {attribute: array}}`` for ``params`` (default: own)."""
         params = self.params if params is None else params
-        return params if self.source is None else self.source(params)
+        return params if self.source is None else _SLOTS_JIT(self.structure, params)
 
     # ---- pure energy functions -------------------------------------------------------------
 
