@@ -3,4 +3,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# One persistent XLA compilation cache for the whole run, set before jax is imported and
+# inherited by CLI subprocesses and Dask workers: a program that several tests, the two
+# pytest-xdist workers, a resumed run or a worker compile alike is compiled once. Results do
+# not change (the cache is keyed by the program and the jax/XLA version).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache", "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 import chronograd  # noqa: E402,F401  (enables float64 before any test builds arrays)

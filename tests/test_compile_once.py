@@ -20,15 +20,21 @@ QM = Path(__file__).resolve().parent.parent / "data" / "qm"
 
 
 class _Compiles:
-    """Counts XLA backend compilations (jax.monitoring) while active."""
+    """Counts XLA compilations (jax.monitoring) while active: backend compiles and programs
+    served from the persistent compilation cache the test suite uses (conftest.py)."""
 
     def __init__(self):
         self.n = 0
         self.on = False
         jax.monitoring.register_event_duration_secs_listener(self._event)
+        jax.monitoring.register_event_listener(self._hit)
 
     def _event(self, event, duration, **kwargs):
         if self.on and event == "/jax/core/compile/backend_compile_duration":
+            self.n += 1
+
+    def _hit(self, event, **kwargs):
+        if self.on and event == "/jax/compilation_cache/cache_hits":
             self.n += 1
 
     def __enter__(self):
@@ -95,3 +101,27 @@ def test_batched_qm_target_rows_equal_per_molecule_rows(target_class, kinds):
     per_molecule = np.asarray(jax.jit(target._residuals)(theta))
     assert batched.shape == per_molecule.shape
     assert np.abs(batched - per_molecule).max() <= 1e-12 * np.abs(per_molecule).max()
+
+
+def test_repeated_estimator_calls_do_not_recompile():
+    """ensemble_gradient, reweight and implicit_gradient called again (new frames, a new start,
+    a new parameter selection of the same size) reuse their compiled programs."""
+    from chronograd.gradients import ensemble_gradient, implicit_gradient, reweight
+
+    system, x = _springs(4)
+    observable = cg.observables.distance(0, 1)
+    rng = np.random.default_rng(2)
+    frames = [x + 0.01 * rng.normal(size=(4,) + x.shape) for _ in range(3)]
+    params_new = jax.tree_util.tree_map(lambda a: a * 1.001, system.params)
+
+    def calls(k):
+        ensemble_gradient(system, frames[k], observable, temperature=300.0)
+        reweight(system, frames[k], observable, params_new, temperature=300.0, min_ess=1.0)
+        r = implicit_gradient(system, frames[k][0], observable, tolerance=1e-6)
+        assert r.verdict.startswith("trustworthy")
+
+    calls(0)  # compiles each program once
+    with COMPILES as c:
+        calls(1)
+        calls(2)
+    assert c.n == 0

@@ -40,7 +40,12 @@ from chronograd.gradients.ensemble import (
     statistical_inefficiency,
     time_vs_ensemble,
 )
-from chronograd.gradients.implicit import implicit_gradient, minimized_positions, rigid_modes
+from chronograd.gradients.implicit import (
+    batched_minimized_positions,
+    implicit_gradient,
+    minimized_positions,
+    rigid_modes,
+)
 from chronograd.gradients.trajectory import TRAJECTORY_ESTIMATORS, trajectory_gradient
 
 ESTIMATORS = TRAJECTORY_ESTIMATORS + ("implicit", "ensemble")
@@ -73,7 +78,8 @@ def gradient(observable, *, adjoint: str, **kwargs) -> GradientResult:
 
 
 __all__ = ["ESTIMATORS", "FlatParams", "GradientError", "GradientResult", "ReweightingError",
-           "effective_sample_size", "ensemble_gradient", "flat_params", "gradient",
+           "batched_minimized_positions", "effective_sample_size", "ensemble_gradient",
+           "flat_params", "gradient",
            "implicit_gradient", "minimized_positions", "parameter_labels",
            "reduced_potentials", "reweight", "rigid_modes", "statistical_inefficiency",
            "time_vs_ensemble", "trajectory_gradient"]

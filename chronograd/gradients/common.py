@@ -51,8 +51,46 @@ class GradientResult(NamedTuple):
         return out
 
 
+class Unravel:
+    """theta's pytree from its flat vector, as ``ravel_pytree``'s unravel does; equal (and
+    hashed) by tree structure, shapes and dtypes, and a pytree without leaves, so a
+    ``FlatParams`` can be an argument of a module-level compiled program that every call with
+    the same layout shares."""
+
+    def __init__(self, treedef, shapes: tuple, dtypes: tuple):
+        self.treedef, self.shapes, self.dtypes = treedef, shapes, dtypes
+
+    @classmethod
+    def of(cls, params) -> Unravel:
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        return cls(treedef, tuple(np.shape(x) for x in leaves),
+                   tuple(jnp.result_type(x) for x in leaves))
+
+    def _key(self):
+        return self.treedef, self.shapes, tuple(str(d) for d in self.dtypes)
+
+    def __eq__(self, other):
+        return isinstance(other, Unravel) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __call__(self, flat):
+        leaves, start = [], 0
+        for shape, dtype in zip(self.shapes, self.dtypes, strict=True):
+            n = int(np.prod(shape, dtype=np.int64))
+            leaves.append(jnp.reshape(flat[start:start + n], shape).astype(dtype))
+            start += n
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+
+jax.tree_util.register_pytree_node(Unravel, lambda u: ((), (u.treedef, u.shapes, u.dtypes)),
+                                   lambda aux, _: Unravel(*aux))
+
+
 class FlatParams(NamedTuple):
-    """theta as a flat vector with the selected positions ``indices``."""
+    """theta as a flat vector with the selected positions ``indices`` (a pytree: compiled
+    programs take it as an argument)."""
 
     flat: jax.Array
     unravel: Any
@@ -73,7 +111,8 @@ class FlatParams(NamedTuple):
 
 
 def flat_params(params, wrt=None) -> FlatParams:
-    flat, unravel = ravel_pytree(params)
+    flat, _ = ravel_pytree(params)
+    unravel = Unravel.of(params)
     n = flat.shape[0]
     if wrt is None:
         idx = np.arange(n)

@@ -37,6 +37,7 @@ from chronograd.gradients.common import (
 )
 from chronograd.observables import check_finite
 from chronograd.space.neighbor_list import update_or_regrow
+from chronograd.system import structure as st
 from chronograd.system.pairs import choose_neighbor_list
 from chronograd.units import BAR, BOLTZMANN
 
@@ -81,24 +82,39 @@ def _frames_and_boxes(system, frames, boxes):
     return x, b
 
 
+def _energy(structure, x, box, fp, phi, nbrs):
+    pairs = None if nbrs is None else nbrs.pairs()
+    return st.total_energy(structure, x, box, fp.params(phi), pairs)
+
+
+def _observable_and_grad(observable, x, box, fp, phi):
+    f = lambda q: observable(x, box, fp.params(q))  # noqa: E731
+    return f(phi), jax.jacrev(f)(phi)
+
+
+# Module level, with the system's structure, theta's layout and the observable as arguments:
+# compiled once per shapes, options and observable, not once per call (contract 3).
+_ENERGY = jax.jit(_energy)
+_ENERGY_AND_GRAD = jax.jit(jax.value_and_grad(_energy, argnums=4))
+_OBSERVABLE_AND_GRAD = jax.jit(_observable_and_grad, static_argnums=0)
+
+
 class _PerFrame:
-    """Evaluates observables and dU/dphi frame by frame (jitted, with a neighbor list for
-    large periodic systems, regrown when a frame needs more room)."""
+    """Evaluates dU/dphi frame by frame (compiled programs shared between calls, with a
+    neighbor list for systems with a cutoff, regrown when a frame needs more room)."""
 
     def __init__(self, system, fp):
         self.system, self.fp = system, fp
-        self.use_nl = choose_neighbor_list(system, None)
+        self.use_nl = choose_neighbor_list(system, None)  # exactly when there is a cutoff
         self.nl_fns = system.neighbor_list() if self.use_nl else None
         self.nbrs = None
-        U = system.energy_fn(neighbor_list=True)
-        self.U = U
+        self.structure = system.structure
 
-        @jax.jit
-        def energy_and_grad(x, box, phi, nbrs):
-            return jax.value_and_grad(lambda ph: U(x, box, fp.params(ph), nbrs))(phi)
+    def energy_and_grad(self, x, box, phi, nbrs):
+        return _ENERGY_AND_GRAD(self.structure, x, box, self.fp, phi, nbrs)
 
-        self.energy_and_grad = energy_and_grad
-        self.energy = jax.jit(lambda x, box, phi, nbrs: U(x, box, fp.params(phi), nbrs))
+    def energy(self, x, box, phi, nbrs):
+        return _ENERGY(self.structure, x, box, self.fp, phi, nbrs)
 
     def neighbors(self, x, box):
         if not self.use_nl:
@@ -151,10 +167,8 @@ def ensemble_gradient(system, frames, observable, *, temperature: float, boxes=N
     pf = _PerFrame(system, fp)
     phi = fp.phi0
 
-    @jax.jit
     def o_and_grad(x, box, ph):
-        f = lambda q: observable(x, box, fp.params(q))  # noqa: E731
-        return f(ph), jax.jacrev(f)(ph)
+        return _OBSERVABLE_AND_GRAD(observable, x, box, fp, ph)
 
     os_, dos, dus = [], [], []
     for x, box in zip(x_all, b_all, strict=True):

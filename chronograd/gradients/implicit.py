@@ -17,6 +17,8 @@ invariant under rigid motions (distances, angles, energies) gets the exact gradi
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,6 +61,33 @@ def _check(system):
                          " virtual sites yet")
 
 
+def _minimize(U, x0, box, params, tolerance, max_iterations):
+    """L-BFGS from ``x0`` to RMS force ``tolerance`` (pure; x0 and box are arguments)."""
+    flat, _, _ = lbfgs_run(lambda f: U(f.reshape(x0.shape), box, params), x0.ravel(),
+                           max_iterations=max_iterations, tolerance=tolerance,
+                           rms_force=lambda g: jnp.sqrt(jnp.mean(g * g)))
+    return flat.reshape(x0.shape)
+
+
+def _solve(U, x_star, box, params, g, cg_tolerance, maxiter, shift):
+    """w with (H + shift P) w = P_perp g; returns (w, relative residual) (pure)."""
+    grad_x = jax.grad(U, argnums=0)
+    modes = rigid_modes(x_star, box is not None)
+
+    def project(v):
+        return v - jnp.tensordot(jnp.tensordot(modes, v, axes=([1, 2], [0, 1])), modes,
+                                 axes=1)
+
+    def op(v):
+        hv = jax.jvp(lambda y: grad_x(y, box, params), (x_star,), (v,))[1]
+        return hv + shift * (v - project(v))
+
+    rhs = project(g)
+    w, _ = jax.scipy.sparse.linalg.cg(op, rhs, tol=cg_tolerance, maxiter=maxiter)
+    res = jnp.linalg.norm(op(w) - rhs) / jnp.maximum(jnp.linalg.norm(rhs), 1e-300)
+    return w, res
+
+
 def minimized_positions(system, x0, box=None, *, tolerance: float = 1e-4,
                         max_iterations: int = 20000, cg_tolerance: float = 1e-10,
                         cg_max_iterations: int | None = None, shift: float = 1.0):
@@ -74,31 +103,14 @@ def minimized_positions(system, x0, box=None, *, tolerance: float = 1e-4,
     box = None if box is None else jnp.asarray(box)
     U = system.energy_fn()
     grad_x = jax.grad(U, argnums=0)
-    n = x0.shape[0]
-    maxiter = cg_max_iterations or 10 * 3 * n
+    maxiter = cg_max_iterations or 10 * 3 * x0.shape[0]
 
     def minimize(params):
-        flat, _, _ = lbfgs_run(lambda f: U(f.reshape(x0.shape), box, params), x0.ravel(),
-                               max_iterations=max_iterations, tolerance=tolerance,
-                               rms_force=lambda g: jnp.sqrt(jnp.mean(g * g)))
-        return flat.reshape(x0.shape)
+        return _minimize(U, x0, box, params, tolerance, max_iterations)
 
     def solve(x_star, params, g):
         """w with (H + shift P) w = P_perp g; returns (w, relative residual)."""
-        modes = rigid_modes(x_star, box is not None)
-
-        def project(v):
-            return v - jnp.tensordot(jnp.tensordot(modes, v, axes=([1, 2], [0, 1])), modes,
-                                     axes=1)
-
-        def op(v):
-            hv = jax.jvp(lambda y: grad_x(y, box, params), (x_star,), (v,))[1]
-            return hv + shift * (v - project(v))
-
-        rhs = project(g)
-        w, _ = jax.scipy.sparse.linalg.cg(op, rhs, tol=cg_tolerance, maxiter=maxiter)
-        res = jnp.linalg.norm(op(w) - rhs) / jnp.maximum(jnp.linalg.norm(rhs), 1e-300)
-        return w, res
+        return _solve(U, x_star, box, params, g, cg_tolerance, maxiter, shift)
 
     @jax.custom_vjp
     def x_star(params):
@@ -193,33 +205,42 @@ def batched_minimized_positions(batch, positions, *, tolerance: float = 1e-4,
     return x_star
 
 
+def _implicit_run(U, observable, options, x0, box, fp, phi):
+    """One compiled pass: minimize, then the implicit VJP written out (the same math as the
+    custom VJP of x_star, plus the numbers the verdict needs)."""
+    tolerance, max_iterations, cg_tolerance, maxiter, shift = options
+    p = fp.params(phi)
+    x = _minimize(U, x0, box, p, tolerance, max_iterations)
+    value, (g_x, g_direct) = jax.value_and_grad(
+        lambda y, ph: observable(y, box, fp.params(ph)), argnums=(0, 1))(x, phi)
+    w, residual = _solve(U, x, box, p, g_x, cg_tolerance, maxiter, shift)
+    grad_x = jax.grad(U, argnums=0)
+    mixed = jax.grad(lambda ph: jnp.vdot(w, grad_x(x, box, fp.params(ph))))(phi)
+    f = -grad_x(x, box, p)
+    return value, g_direct - mixed, residual, jnp.sqrt(jnp.mean(f * f)), U(x, box, p)
+
+
+# Module level: the system's energy function (one per system), the observable and the options
+# are static, start positions, box and theta are arguments, so repeated calls (new starts,
+# new parameters) reuse one compiled program.
+_IMPLICIT_RUN = jax.jit(_implicit_run, static_argnums=(0, 1, 2))
+
+
 def implicit_gradient(system, positions, observable, *, box=None, params=None, wrt=None,
                       tolerance: float = 1e-4, max_iterations: int = 20000,
                       cg_tolerance: float = 1e-10) -> GradientResult:
     """d/dtheta of ``observable(x*(theta), box, theta)`` at the minimum reached from
     ``positions``, with diagnostics (RMS force at the minimum, the CG residual) and a
     verdict."""
+    _check(system)
     fp = flat_params(system.params if params is None else params, wrt)
-    xs = minimized_positions(system, positions, box, tolerance=tolerance,
-                             max_iterations=max_iterations, cg_tolerance=cg_tolerance)
-    box = xs.box
-
-    U = system.energy_fn()
-
-    @jax.jit
-    def run(phi):
-        # one compiled pass: minimize, then the implicit VJP written out (same math as the
-        # custom VJP of x_star, plus the numbers the verdict needs)
-        p = fp.params(phi)
-        x = xs.minimize(p)
-        value, (g_x, g_direct) = jax.value_and_grad(
-            lambda y, ph: observable(y, box, fp.params(ph)), argnums=(0, 1))(x, phi)
-        w, residual = xs.solve(x, p, g_x)
-        grad_x = jax.grad(U, argnums=0)
-        mixed = jax.grad(lambda ph: jnp.vdot(w, grad_x(x, box, fp.params(ph))))(phi)
-        f = -grad_x(x, box, p)
-        return value, g_direct - mixed, residual, jnp.sqrt(jnp.mean(f * f)), U(x, box, p)
-
+    x0, box = system.check_inputs(positions, box)
+    x0 = jnp.asarray(x0)
+    box = None if box is None else jnp.asarray(box)
+    options = (float(tolerance), int(max_iterations), float(cg_tolerance),
+               10 * 3 * x0.shape[0], 1.0)
+    run = functools.partial(_IMPLICIT_RUN, system.energy_fn(), observable, options, x0, box,
+                            fp)
     value, grad, residual, rms, energy = run(fp.phi0)
     rms = float(rms)
     diag = {"rms_force": rms, "cg_relative_residual": float(residual),

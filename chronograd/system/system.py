@@ -166,14 +166,18 @@ class System:
         comes from ``system.neighbor_list()``. Both are jit-able and differentiable in
         positions, box and params; memory is O(N) for systems with a cutoff.
         """
+        key = ("energy_fn", bool(neighbor_list))
+        if key in self._cache:  # one function object per system: a stable key for jit caches
+            return self._cache[key]
         terms_fn = self.energy_terms_fn(neighbor_list=True)
 
         def energy(positions, box, params, neighbors=None):
             return sum(terms_fn(positions, box, params, neighbors).values())
 
-        if neighbor_list:
-            return energy
-        return lambda positions, box, params: energy(positions, box, params)
+        fn = energy if neighbor_list else (
+            lambda positions, box, params: energy(positions, box, params))
+        self._cache[key] = fn
+        return fn
 
     def neighbor_list(self, *, skin: float = 0.1, capacity_multiplier: float = 1.25):
         """Neighbor list for this system's nonbonded cutoff, with its exceptions excluded."""
