@@ -41,9 +41,15 @@ def _run(folder: Path, pythonpath: str | None) -> tuple[float, dict]:
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     config = _config(folder)
+    # run from the temporary folder: with ``python -m`` the working directory comes first on
+    # sys.path, so running from the checkout would import this checkout's code as "before"
+    where = subprocess.run([sys.executable, "-c", "import chronograd; print(chronograd.__file__)"],
+                           env=env, cwd=folder, capture_output=True, text=True).stdout.strip()
+    if pythonpath and not where.startswith(pythonpath):
+        raise SystemExit(f"'before' would import {where}, not the code in {pythonpath}")
     t = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "chronograd.cli.main", "fit", str(config),
-                          "--quiet"], env=env, capture_output=True, text=True)
+                          "--quiet"], env=env, cwd=folder, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if res.returncode != 0:
         raise SystemExit(f"fit failed ({pythonpath or 'after'}): {res.stderr[-2000:]}")
