@@ -61,18 +61,20 @@ def _check(system):
                          " virtual sites yet")
 
 
-def _minimize(U, x0, box, params, tolerance, max_iterations):
-    """L-BFGS from ``x0`` to RMS force ``tolerance`` (pure; x0 and box are arguments)."""
+def _minimize(U, x0, box, params, tolerance, max_iterations, mask=None):
+    """L-BFGS from ``x0`` to RMS force ``tolerance`` (pure; x0 and box are arguments). With
+    ``mask`` [N] the RMS is over the real atoms (padded ones have zero force)."""
+    n = x0.size if mask is None else 3.0 * jnp.sum(mask)
     flat, _, _ = lbfgs_run(lambda f: U(f.reshape(x0.shape), box, params), x0.ravel(),
                            max_iterations=max_iterations, tolerance=tolerance,
-                           rms_force=lambda g: jnp.sqrt(jnp.mean(g * g)))
+                           rms_force=lambda g: jnp.sqrt(jnp.sum(g * g) / n))
     return flat.reshape(x0.shape)
 
 
-def _solve(U, x_star, box, params, g, cg_tolerance, maxiter, shift):
+def _solve(U, x_star, box, params, g, cg_tolerance, maxiter, shift, mask=None):
     """w with (H + shift P) w = P_perp g; returns (w, relative residual) (pure)."""
     grad_x = jax.grad(U, argnums=0)
-    modes = rigid_modes(x_star, box is not None)
+    modes = rigid_modes(x_star, box is not None, mask)
 
     def project(v):
         return v - jnp.tensordot(jnp.tensordot(modes, v, axes=([1, 2], [0, 1])), modes,
@@ -86,6 +88,28 @@ def _solve(U, x_star, box, params, g, cg_tolerance, maxiter, shift):
     w, _ = jax.scipy.sparse.linalg.cg(op, rhs, tol=cg_tolerance, maxiter=maxiter)
     res = jnp.linalg.norm(op(w) - rhs) / jnp.maximum(jnp.linalg.norm(rhs), 1e-300)
     return w, res
+
+
+def _implicit_minimum(minimize, solve, coupling):
+    """``x_star(params) = minimize(params)`` with the implicit VJP: ``w = solve(x, params, g)``,
+    then ``-d/dparams coupling(w, x, params)`` (coupling = w . dU/dx)."""
+
+    @jax.custom_vjp
+    def x_star(params):
+        return minimize(params)
+
+    def fwd(params):
+        x = minimize(params)
+        return x, (x, params)
+
+    def bwd(res, g):
+        x, params = res
+        w = solve(x, params, g)
+        d = jax.grad(lambda p: coupling(w, x, p))(params)
+        return (jax.tree_util.tree_map(lambda a: -a, d),)
+
+    x_star.defvjp(fwd, bwd)
+    return x_star
 
 
 def minimized_positions(system, x0, box=None, *, tolerance: float = 1e-4,
@@ -112,21 +136,8 @@ def minimized_positions(system, x0, box=None, *, tolerance: float = 1e-4,
         """w with (H + shift P) w = P_perp g; returns (w, relative residual)."""
         return _solve(U, x_star, box, params, g, cg_tolerance, maxiter, shift)
 
-    @jax.custom_vjp
-    def x_star(params):
-        return minimize(params)
-
-    def fwd(params):
-        x = minimize(params)
-        return x, (x, params)
-
-    def bwd(res, g):
-        x, params = res
-        w, _ = solve(x, params, g)
-        dparams = jax.grad(lambda p: jnp.vdot(w, grad_x(x, box, p)))(params)
-        return (jax.tree_util.tree_map(lambda a: -a, dparams),)
-
-    x_star.defvjp(fwd, bwd)
+    x_star = _implicit_minimum(minimize, lambda x, p, g: solve(x, p, g)[0],
+                               lambda w, x, p: jnp.vdot(w, grad_x(x, box, p)))
     x_star.solve = solve
     x_star.minimize = minimize
     x_star.box = box
@@ -157,52 +168,26 @@ def batched_minimized_positions(batch, positions, *, tolerance: float = 1e-4,
 
     grad_x = jax.grad(U)
 
-    def minimize_one(x, s, mask, p):
-        n3 = 3.0 * jnp.sum(mask)
-        flat, _, _ = lbfgs_run(lambda f: U(f.reshape(x.shape), s, p), x.ravel(),
-                               max_iterations=max_iterations, tolerance=tolerance,
-                               rms_force=lambda g: jnp.sqrt(jnp.sum(g * g) / n3))
-        return flat.reshape(x.shape)
+    def one(s):  # system s's energy in the (positions, box, params) form
+        return lambda y, box, p: U(y, s, p)
 
     def minimize(p):
-        return tuple(jax.vmap(minimize_one, in_axes=(0, 0, 0, None))(x, s, m, p)
+        return tuple(jax.vmap(lambda x, s, m: _minimize(one(s), x, None, p, tolerance,
+                                                        max_iterations, m))(x, s, m)
                      for x, s, m in zip(x0, structures, masks, strict=True))
 
-    def solve_one(x, s, mask, p, g):
-        modes = rigid_modes(x, False, mask)
+    def solve(xs, p, gs):
+        def solve_one(x, s, m, g):
+            return _solve(one(s), x, None, p, g, cg_tolerance, 30 * x.shape[0], shift, m)[0]
 
-        def project(v):
-            return v - jnp.tensordot(jnp.tensordot(modes, v, axes=([1, 2], [0, 1])), modes,
-                                     axes=1)
+        return tuple(jax.vmap(solve_one)(x, s, m, g)
+                     for x, s, m, g in zip(xs, structures, masks, gs, strict=True))
 
-        def op(v):
-            return jax.jvp(lambda y: grad_x(y, s, p), (x,), (v,))[1] + shift * (v - project(v))
+    def coupling(ws, xs, p):  # sum over systems of w_m . dU_m/dx at x_m: one reverse pass
+        return sum(jnp.sum(jax.vmap(lambda w, x, s: jnp.vdot(w, grad_x(x, s, p)))(w, x, s))
+                   for w, x, s in zip(ws, xs, structures, strict=True))
 
-        w, _ = jax.scipy.sparse.linalg.cg(op, project(g), tol=cg_tolerance,
-                                          maxiter=30 * x.shape[0])
-        return w
-
-    @jax.custom_vjp
-    def x_star(params):
-        return minimize(params)
-
-    def fwd(params):
-        xs = minimize(params)
-        return xs, (xs, params)
-
-    def bwd(res, gs):
-        xs, params = res
-        ws = tuple(jax.vmap(solve_one, in_axes=(0, 0, 0, None, 0))(x, s, m, params, g)
-                   for x, s, m, g in zip(xs, structures, masks, gs, strict=True))
-
-        def coupling(p):  # sum over systems of w_m . dU_m/dx at x_m: one reverse pass
-            return sum(jnp.sum(jax.vmap(lambda w, x, s: jnp.vdot(w, grad_x(x, s, p)))(w, x, s))
-                       for w, x, s in zip(ws, xs, structures, strict=True))
-
-        return (jax.tree_util.tree_map(lambda a: -a, jax.grad(coupling)(params)),)
-
-    x_star.defvjp(fwd, bwd)
-    return x_star
+    return _implicit_minimum(minimize, solve, coupling)
 
 
 def _implicit_run(U, observable, options, x0, box, fp, phi):
