@@ -29,7 +29,9 @@ and stop meaning anything useful about ensemble averages (use ``adjoint="ensembl
 
 from __future__ import annotations
 
+import collections
 import math
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -61,32 +63,40 @@ def _merge(d, n) -> MDState:
 
 
 class _Problem:
-    """The loss L(phi) of a trajectory average, and the pieces every estimator needs."""
+    """The loss L(phi) of a trajectory average, and the pieces every estimator needs.
 
-    def __init__(self, integrator, state, n_steps, observable, params, wrt, every, average):
-        system = integrator.system
-        if state.neighbors is not None:
-            state = state._replace(neighbors=integrator.neighbor_fns.rebuild(
-                state.positions, state.neighbors, state.box))
+    Only what shapes the program lives here (the integrator, the observable, the horizon and
+    the averaging): it is the static argument of the module-level compiled programs below,
+    equal and hashed by those, while the start state and theta's flat view are arguments, so
+    a second call with a new start, new parameters or a new selection of the same size reuses
+    the compiled program (contract 3)."""
+
+    def __init__(self, integrator, observable, n_steps, every, average):
         if every < 1 or n_steps < every or n_steps % every:
             raise InputError(f"n_steps={n_steps} must be a positive multiple of every={every}")
         if average not in ("time", "final"):
             raise InputError(f"average must be 'time' or 'final', got {average!r}")
-        self.integ, self.state, self.observable = integrator, state, observable
+        self.integ, self.observable = integrator, observable
         self.every, self.n_frames, self.average = int(every), n_steps // every, average
         self.n_steps = int(n_steps)
-        self.fp = flat_params(system.params if params is None else params, wrt)
-        self.compute = force_fn(system, integrator.neighbor_fns)
+        self.compute = _force_fn(integrator)
 
-    def start(self, phi):
+    def _key(self):  # the integrator by identity (its step function): it holds arrays
+        return (self.integ.step, self.observable, self.n_steps, self.every, self.average)
+
+    def __eq__(self, other):
+        return isinstance(other, _Problem) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def start(self, state, fp, phi):
         """The initial state with forces and energy recomputed for theta(phi)."""
-        s = self.state
-        x, nbrs, u, f = self.compute(s.positions, s.box, self.fp.params(phi), s.neighbors)
+        s = state
+        x, nbrs, u, f = self.compute(s.positions, s.box, fp.params(phi), s.neighbors)
         return s._replace(positions=x, forces=f, potential_energy=u, neighbors=nbrs)
 
-    def frame(self, s, phi):
-        params = self.fp.params(phi)
-
+    def frame(self, s, params):
         def one(q, _):
             return self.integ.step(q, params), None
 
@@ -94,27 +104,29 @@ class _Problem:
         o = self.observable(s.positions, s.box, params)
         return s, o
 
-    def step_diff(self, d, n, phi):
+    def step_diff(self, d, n, fp, phi):
         """One integrator step on the differentiable parts ``d`` with the rest ``n`` fixed:
         returns (d', n')."""
-        return _split(self.integ.step(_merge(d, n), self.fp.params(phi)))
+        return _split(self.integ.step(_merge(d, n), fp.params(phi)))
 
     def reduce(self, values):
         return jnp.mean(values) if self.average == "time" else values[-1]
 
-    def loss(self, phi):
-        def body(s, _):
-            s, o = self.frame(s, phi)
-            return s, o
+    def loss(self, phi, state, fp):
+        params = fp.params(phi)
 
-        s, values = jax.lax.scan(body, self.start(phi), None, length=self.n_frames)
+        def body(s, _):
+            return self.frame(s, params)
+
+        s, values = jax.lax.scan(body, self.start(state, fp, phi), None, length=self.n_frames)
         return self.reduce(values), (values, s)
 
-    def checkpointed_loss(self, phi, segment: int):
+    def checkpointed_loss(self, phi, state, fp, segment: int):
         n_seg, tail = divmod(self.n_frames, segment)
+        params = fp.params(phi)
 
         def body(s, _):
-            return self.frame(s, phi)
+            return self.frame(s, params)
 
         @jax.checkpoint
         def run_segment(s):
@@ -123,7 +135,7 @@ class _Problem:
         def outer(s, _):
             return run_segment(s)
 
-        s, values = jax.lax.scan(outer, self.start(phi), None, length=n_seg)
+        s, values = jax.lax.scan(outer, self.start(state, fp, phi), None, length=n_seg)
         values = values.reshape(-1)
         if tail:
             s, rest = jax.checkpoint(
@@ -132,13 +144,24 @@ class _Problem:
         return self.reduce(values), (values, s)
 
 
-def _forward(problem: _Problem, phi, window: int | None, decay: float | None):
+_FORCE_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _force_fn(integrator):
+    """One force primitive per integrator, so equal problems trace the same function."""
+    compute = _FORCE_FNS.get(integrator.step)
+    if compute is None:
+        compute = force_fn(integrator.system, integrator.neighbor_fns)
+        _FORCE_FNS[integrator.step] = compute
+    return compute
+
+
+def _forward(problem: _Problem, window: int | None, decay: float | None, phi, state, fp):
     """Tangents of the whole trajectory: returns (loss, dL/dphi, tangent norms per step)."""
     p = phi.shape[0]
     eye = jnp.eye(p, dtype=phi.dtype)
-    fp = problem.fp
-    d0, lin0 = jax.linearize(lambda ph: _split(problem.start(ph))[0], phi)
-    n0 = _split(problem.start(phi))[1]
+    d0, lin0 = jax.linearize(lambda ph: _split(problem.start(state, fp, ph))[0], phi)
+    n0 = _split(problem.start(state, fp, phi))[1]
     t0 = jax.vmap(lin0)(eye)
     buf0 = None
     if window is not None:
@@ -147,7 +170,7 @@ def _forward(problem: _Problem, phi, window: int | None, decay: float | None):
 
     def one_step(carry, _):
         d, n, t, buf = carry
-        (d2, lin, n2) = jax.linearize(lambda dd, ph: problem.step_diff(dd, n, ph), d, phi,
+        (d2, lin, n2) = jax.linearize(lambda dd, ph: problem.step_diff(dd, n, fp, ph), d, phi,
                                       has_aux=True)
         t2 = jax.vmap(lin)(t, eye)
         if buf is not None:
@@ -178,26 +201,59 @@ def _forward(problem: _Problem, phi, window: int | None, decay: float | None):
     return values[-1], dvalues[-1], norms.reshape(-1), carry[1][1]
 
 
-def _probe_norms(problem: _Problem, phi, key):
+def _reverse(problem: _Problem, segment: int | None, phi, state, fp):
+    if segment is None:
+        return jax.value_and_grad(problem.loss, has_aux=True)(phi, state, fp)
+    return jax.value_and_grad(problem.checkpointed_loss, has_aux=True)(phi, state, fp, segment)
+
+
+def _loss_only(problem: _Problem, phi, state, fp):
+    return problem.loss(phi, state, fp)[0]
+
+
+def _probe_norms(problem: _Problem, phi, state, fp, key):
     """Tangent norms along one random direction in the selected parameters (diagnostics
     for reverse mode and finite differences)."""
     direction = jax.random.normal(key, phi.shape, phi.dtype)
     direction = direction / jnp.linalg.norm(direction)
-    s0, t0 = jax.jvp(lambda ph: _split(problem.start(ph))[0], (phi,), (direction,))
-    n0 = _split(problem.start(phi))[1]
+    s0, t0 = jax.jvp(lambda ph: _split(problem.start(state, fp, ph))[0], (phi,), (direction,))
+    n0 = _split(problem.start(state, fp, phi))[1]
 
     def one(carry, _):
         d, n, t = carry
-        d2, t2, n2 = jax.jvp(lambda dd, ph: problem.step_diff(dd, n, ph), (d, phi),
+        d2, t2, n2 = jax.jvp(lambda dd, ph: problem.step_diff(dd, n, fp, ph), (d, phi),
                              (t, direction), has_aux=True)
         return (d2, n2, t2), jnp.linalg.norm(t2[0])
 
     return jax.lax.scan(one, (s0, n0, t0), None, length=problem.n_steps)[1]
 
 
-def _compile_checked(fn, args, what: str, limit_gb, advice: str):
-    compiled = jax.jit(fn).lower(*args).compile()
-    need = compiled_memory_bytes(compiled)
+# Module level: the problem and options are static, the start state, theta and phi are
+# arguments; compiled once per problem, options and shapes.
+_LOSS = jax.jit(_loss_only, static_argnums=0)
+_PROBE = jax.jit(_probe_norms, static_argnums=0)
+_PLANS: collections.OrderedDict = collections.OrderedDict()  # the last few compiled plans
+_N_PLANS = 16
+
+
+def _avals(args):
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return treedef, tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves)
+
+
+def _compile_checked(fn, static: tuple, args: tuple, what: str, limit_gb, advice: str):
+    """``fn(*static, *args)`` compiled once per static part and argument shapes (kept, with
+    XLA's memory estimate, for the next call), refused when it needs more than the limit."""
+    key = (fn, static, _avals(args))
+    plan = _PLANS.get(key)
+    if plan is None:
+        compiled = jax.jit(fn, static_argnums=tuple(range(len(static)))).lower(
+            *static, *args).compile()
+        plan = _PLANS[key] = (compiled, compiled_memory_bytes(compiled))
+        while len(_PLANS) > _N_PLANS:
+            _PLANS.popitem(last=False)
+    _PLANS.move_to_end(key)
+    compiled, need = plan
     limit = memory_limit_bytes(limit_gb)
     if need is not None and need > limit:
         raise GradientError(
@@ -233,10 +289,14 @@ def trajectory_gradient(integrator, state: MDState, n_steps: int, observable, *,
     if getattr(state.box, "shape", None) is not None and "baro_max_dv" in state.extra:
         raise InputError("trajectory gradients do not differentiate the Monte Carlo barostat;"
                          " use adjoint='ensemble' for NPT averages")
-    problem = _Problem(integrator, state, n_steps, observable, params, wrt, every, average)
-    phi = problem.fp.phi0
+    problem = _Problem(integrator, observable, n_steps, every, average)
+    fp = flat_params(integrator.system.params if params is None else params, wrt)
+    if state.neighbors is not None:
+        state = state._replace(neighbors=integrator.neighbor_fns.rebuild(
+            state.positions, state.neighbors, state.box))
+    phi = fp.phi0
     o_shape = jax.eval_shape(lambda: observable(state.positions, state.box,
-                                                problem.fp.params(phi))).shape
+                                                fp.params(phi))).shape
     if o_shape != ():
         raise InputError(f"trajectory gradients need a scalar observable; this one returns"
                          f" shape {o_shape} (reduce it, e.g. with jnp.mean or a loss)")
@@ -255,32 +315,33 @@ def trajectory_gradient(integrator, state: MDState, n_steps: int, observable, *,
                                  " memory decays as exp(-friction dt)); use adjoint='forward'")
             if window is None or int(window) < 1:
                 raise InputError("adjoint='windowed' needs window=k steps (k >= 1)")
-            window = int(window)
+            window, decay = int(window), float(decay)
             diag["window"] = window
             diag["truncation"] = float(decay ** window)
         compiled, need = _compile_checked(
-            lambda ph: _forward(problem, ph, window, decay), (phi,),
+            _forward, (problem, window, decay), (phi, state, fp),
             f"{adjoint} mode with {phi.shape[0]} tangents", memory_limit_gb,
             "select fewer parameters with wrt=..., or use adjoint='checkpointed' (one"
             " backward pass for all parameters)")
-        value, grad, norms, nbrs = compiled(phi)
+        value, grad, norms, nbrs = compiled(phi, state, fp)
     elif adjoint in ("reverse", "checkpointed"):
+        seg = None
         if adjoint == "reverse":
-            fn = jax.value_and_grad(problem.loss, has_aux=True)
             advice = ("use adjoint='checkpointed' (memory ~sqrt(T)) or adjoint='forward'"
                       " (memory independent of T)")
         else:
             seg = int(segment) if segment else max(1, int(round(math.sqrt(problem.n_frames))))
             diag["segment_frames"] = seg
-            fn = jax.value_and_grad(lambda ph: problem.checkpointed_loss(ph, seg),
-                                    has_aux=True)
             advice = ("use adjoint='forward' (memory independent of T) or a shorter horizon")
-        compiled, need = _compile_checked(fn, (phi,), f"{adjoint} mode over {n_steps} steps",
+        compiled, need = _compile_checked(_reverse, (problem, seg), (phi, state, fp),
+                                          f"{adjoint} mode over {n_steps} steps",
                                           memory_limit_gb, advice)
-        (value, (_, last)), grad = compiled(phi)
+        (value, (_, last)), grad = compiled(phi, state, fp)
         nbrs = last.neighbors
     else:
-        loss = jax.jit(lambda ph: problem.loss(ph)[0])
+        def loss(ph):
+            return _LOSS(problem, ph, state, fp)
+
         value = loss(phi)
         grad = np.zeros(phi.shape[0])
         for k in range(phi.shape[0]):
@@ -300,7 +361,7 @@ def trajectory_gradient(integrator, state: MDState, n_steps: int, observable, *,
     if diagnostics:
         if norms is None:
             key = jax.random.key(0) if diagnostics_key is None else diagnostics_key
-            norms = jax.jit(lambda ph: _probe_norms(problem, ph, key))(phi)
+            norms = _PROBE(problem, phi, state, fp, key)
         norms = np.asarray(norms)
         lyap = lyapunov_estimate(norms, dt)
         diag.update(tangent_norm=norms, lyapunov_per_ps=lyap,
@@ -310,5 +371,5 @@ def trajectory_gradient(integrator, state: MDState, n_steps: int, observable, *,
         verdict = "no diagnostics requested"
     if need is not None:
         diag["memory_bytes"] = need
-    return GradientResult(value, problem.fp.to_pytree(grad), grad, problem.fp.indices, None,
+    return GradientResult(value, fp.to_pytree(grad), grad, fp.indices, None,
                           diag, verdict, adjoint)
