@@ -38,6 +38,7 @@ def _host_total(structure, positions, box, params, neighbors):
 
 # Compiled once per structure shape and options (not per system): see contract 3.
 _TERMS_JIT = jax.jit(_host_terms)
+_TOTAL_JIT = jax.jit(_host_total)
 _VALUE_AND_GRAD_JIT = jax.jit(jax.value_and_grad(_host_total, argnums=1))
 _SLOTS_JIT = jax.jit(st.slots_of)  # one program, not one dispatch per slot-map operation
 
@@ -130,23 +131,33 @@ class System:
         matter (``pairs.MAX_PARTICLE_DENSITY``); a denser input gives NaN energies, never a
         silently truncated sum.
         """
+        key = ("energy_terms_fn", bool(neighbor_list))
+        if key in self._cache:
+            return self._cache[key]
         structure = self.structure
-        in_trace = self._in_trace_neighbors() if self.uses_neighbor_list else None
+        in_trace = None
+        if self.uses_neighbor_list:
+            fns, skeleton = self._in_trace_neighbors()
 
+            @jax.jit  # once per system: the neighbor-list functions are closures
+            def in_trace(positions, box, params):
+                slots = st.slots_of(structure, params)
+                x = st.place_sites(structure, positions, slots)
+                built = fns.rebuild(jax.lax.stop_gradient(x), skeleton, box)
+                out = st.term_energies(structure, x, box, slots, built.pairs())
+                return {k: jnp.where(built.did_overflow, jnp.nan, v) for k, v in out.items()}
+
+        # Compiled programs shared by every system of the same shapes (the structure is an
+        # argument), so calling U eagerly, or jax.grad(U) outside jit, runs compiled code.
         def energy_terms(positions, box, params, neighbors=None):
             if neighbors is not None or in_trace is None:
-                pairs = None if neighbors is None else neighbors.pairs()
-                return st.energy_terms(structure, positions, box, params, pairs)
-            slots = st.slots_of(structure, params)
-            x = st.place_sites(structure, positions, slots)
-            fns, skeleton = in_trace
-            built = fns.rebuild(jax.lax.stop_gradient(x), skeleton, box)
-            out = st.term_energies(structure, x, box, slots, built.pairs())
-            return {k: jnp.where(built.did_overflow, jnp.nan, v) for k, v in out.items()}
+                return _TERMS_JIT(structure, positions, box, params, neighbors)
+            return in_trace(positions, box, params)
 
-        if neighbor_list:
-            return energy_terms
-        return lambda positions, box, params: energy_terms(positions, box, params)
+        fn = energy_terms if neighbor_list else (
+            lambda positions, box, params: energy_terms(positions, box, params))
+        self._cache[key] = fn
+        return fn
 
     def _in_trace_neighbors(self):
         """(neighbor-list functions with no skin, an unbuilt list sized by density)."""
@@ -170,8 +181,11 @@ class System:
         if key in self._cache:  # one function object per system: a stable key for jit caches
             return self._cache[key]
         terms_fn = self.energy_terms_fn(neighbor_list=True)
+        structure, in_trace = self.structure, self.uses_neighbor_list
 
         def energy(positions, box, params, neighbors=None):
+            if neighbors is not None or not in_trace:
+                return _TOTAL_JIT(structure, positions, box, params, neighbors)
             return sum(terms_fn(positions, box, params, neighbors).values())
 
         fn = energy if neighbor_list else (
