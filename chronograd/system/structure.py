@@ -81,6 +81,10 @@ def term_energies(structure: SystemStructure, positions, box, slots, pairs=None)
     return out
 
 
+# energy_terms and total_energy are jitted so that code tracing them many times (a line
+# search, vmap over a batch, a custom VJP) traces each once per argument shapes: inside
+# another jit they are inlined, so compiled programs do not change.
+@jax.jit
 def energy_terms(structure: SystemStructure, positions, box, params, pairs=None) -> dict:
     """Pure ``{term: kJ/mol}`` of a structure at ``positions`` (sites placed here)."""
     slots = slots_of(structure, params)
@@ -88,6 +92,7 @@ def energy_terms(structure: SystemStructure, positions, box, params, pairs=None)
     return term_energies(structure, x, box, slots, pairs)
 
 
+@jax.jit
 def total_energy(structure: SystemStructure, positions, box, params, pairs=None):
     """Pure total potential energy, kJ/mol."""
     return sum(energy_terms(structure, positions, box, params, pairs).values())
