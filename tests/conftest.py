@@ -1,3 +1,4 @@
+import gc
 import os
 import sys
 
@@ -13,3 +14,12 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import chronograd  # noqa: E402,F401  (enables float64 before any test builds arrays)
+
+
+def pytest_collection_finish(session):
+    """Objects alive after collection (modules, force fields) are never garbage: move them out
+    of the collector's reach, and collect less often (JAX tracing makes many short-lived
+    objects; full collections over a large heap cost several percent of the suite)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 20, 50)
