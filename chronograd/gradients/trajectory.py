@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import collections
 import math
-import weakref
 
 import jax
 import jax.numpy as jnp
@@ -79,7 +78,7 @@ class _Problem:
         self.integ, self.observable = integrator, observable
         self.every, self.n_frames, self.average = int(every), n_steps // every, average
         self.n_steps = int(n_steps)
-        self.compute = _force_fn(integrator)
+        self.compute = force_fn(integrator.system, integrator.neighbor_fns)
 
     def _key(self):  # the integrator by identity (its step function): it holds arrays
         return (self.integ.step, self.observable, self.n_steps, self.every, self.average)
@@ -142,18 +141,6 @@ class _Problem:
                 lambda q: jax.lax.scan(body, q, None, length=tail))(s)
             values = jnp.concatenate([values, rest])
         return self.reduce(values), (values, s)
-
-
-_FORCE_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _force_fn(integrator):
-    """One force primitive per integrator, so equal problems trace the same function."""
-    compute = _FORCE_FNS.get(integrator.step)
-    if compute is None:
-        compute = force_fn(integrator.system, integrator.neighbor_fns)
-        _FORCE_FNS[integrator.step] = compute
-    return compute
 
 
 def _forward(problem: _Problem, window: int | None, decay: float | None, phi, state, fp):

@@ -38,7 +38,6 @@ def _host_total(structure, positions, box, params, neighbors):
 
 # Compiled once per structure shape and options (not per system): see contract 3.
 _TERMS_JIT = jax.jit(_host_terms)
-_TOTAL_JIT = jax.jit(_host_total)
 _VALUE_AND_GRAD_JIT = jax.jit(jax.value_and_grad(_host_total, argnums=1))
 _SLOTS_JIT = jax.jit(st.slots_of)  # one program, not one dispatch per slot-map operation
 
@@ -181,11 +180,8 @@ class System:
         if key in self._cache:  # one function object per system: a stable key for jit caches
             return self._cache[key]
         terms_fn = self.energy_terms_fn(neighbor_list=True)
-        structure, in_trace = self.structure, self.uses_neighbor_list
 
         def energy(positions, box, params, neighbors=None):
-            if neighbors is not None or not in_trace:
-                return _TOTAL_JIT(structure, positions, box, params, neighbors)
             return sum(terms_fn(positions, box, params, neighbors).values())
 
         fn = energy if neighbor_list else (
