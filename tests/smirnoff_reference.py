@@ -73,3 +73,20 @@ def _offff(offxml: str):
     from openff.toolkit import ForceField as OFFForceField
 
     return OFFForceField(offxml)
+
+
+def vacuum_cases(full: bool):
+    """The openff-2.2.1 vacuum set: curated molecules and 40 MiniDrugBank ones (``full``), or
+    every fifth curated molecule and 10 drug-like ones (each kind of chemistry, fast)."""
+    curated = [(name, Molecule.from_smiles(smi, name=name)) for smi, name in curated_smiles()
+               if name != "cubane"]
+    drugs = [(m.name, to_chronograd(m, m.name, conformer=True)) for m in minidrugbank()[:40]]
+    if full:
+        return curated + drugs
+    return curated[::5] + drugs[:10]
+
+
+def mol_to_off(mol):
+    from openff.toolkit import Molecule as OFFMolecule
+
+    return OFFMolecule.from_rdkit(mol.rdmol, allow_undefined_stereo=True)

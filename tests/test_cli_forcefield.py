@@ -84,8 +84,6 @@ def test_parameterize_combines_force_fields_with_virtual_sites(tmp_path):
          "radicals are not supported"),
         (["parameterize", "--smiles", "CCO", "--ff", "openff-9.9.9.offxml", "-o", "x.json"],
          "no force field of that name"),
-        (["parameterize", "--smiles", "CCO", "--ff", "openff-2.3.0.offxml", "-o", "x.json"],
-         "NAGLCharges"),
     ],
 )
 def test_bad_input_one_clear_message(tmp_path, args, expect):

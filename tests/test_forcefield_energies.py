@@ -4,7 +4,7 @@ vacuum and in a periodic water box, for openff-2.2.1 and its unconstrained varia
 import numpy as np
 import pytest
 from reference_systems import openmm_energy_forces
-from smirnoff_reference import curated_smiles, interchange_system, minidrugbank, to_chronograd
+from smirnoff_reference import interchange_system, mol_to_off, vacuum_cases
 
 import chronograd as cg
 from chronograd.forcefield import ForceField
@@ -12,16 +12,6 @@ from chronograd.forcefield.charges import gasteiger_charges
 from chronograd.topology import Molecule
 
 FORCE_FIELDS = ["openff-2.2.1.offxml", "openff_unconstrained-2.2.1.offxml"]
-
-
-def vacuum_cases(full: bool):
-    curated = [(name, Molecule.from_smiles(smi, name=name)) for smi, name in curated_smiles()
-               if name != "cubane"]
-    drugs = [(m.name, to_chronograd(m, m.name, conformer=True)) for m in minidrugbank()[:40]]
-    if full:
-        return curated + drugs
-    # every fifth curated molecule and a few drug-like ones: each kind of chemistry, fast
-    return curated[::5] + drugs[:10]
 
 
 @pytest.mark.parametrize(
@@ -52,12 +42,6 @@ def test_vacuum_energies_equal_interchange(offxml, full):
         assert abs(e_exp - e_ref) <= 1e-6 * max(abs(e_ref), 1.0), name
     assert worst_f < 1e-3
     print(f"{offxml}: worst relative energy {worst_e:.1e}, worst force {worst_f:.1e}")
-
-
-def mol_to_off(mol):
-    from openff.toolkit import Molecule as OFFMolecule
-
-    return OFFMolecule.from_rdkit(mol.rdmol, allow_undefined_stereo=True)
 
 
 def water_box(solute: Molecule, n_side=6, spacing=0.31):

@@ -1,9 +1,10 @@
 """Partial charges of one molecule as a slot map over flat theta (setup layer).
 
-Order of precedence, as in the OpenFF toolkit: LibraryCharges that cover the whole molecule;
-otherwise charges given explicitly (``charges=``, like charge_from_molecules); otherwise the
-force field's ChargeIncrementModel (base charges + increments from theta) or ToolkitAM1BCC.
-Charges computed outside theta (AM1-BCC, Gasteiger, from a file) are the map's constants.
+Order of precedence, as in the OpenFF toolkit and Interchange: LibraryCharges that cover the
+whole molecule; otherwise charges given explicitly (``charges=``, like charge_from_molecules);
+otherwise the force field's NAGLCharges (a graph network, ``chronograd.ml.nagl``),
+ChargeIncrementModel (base charges + increments from theta) or ToolkitAM1BCC. Charges computed
+outside theta (NAGL, AM1-BCC, Gasteiger, from a file) are the map's constants.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def charge_map(rows, mol, labels, charges) -> SlotMap:
     handlers = rows.ff.file.handlers
     if charges is not None:
         return SlotMap(n, empty, empty, np.zeros(0), assign_charges(mol, charges))
+    if "NAGLCharges" in handlers:
+        return SlotMap(n, empty, empty, np.zeros(0), nagl_charges(rows.ff.file, mol))
     if "ChargeIncrementModel" in handlers:
         return _charge_increments(rows, mol)
     if "ToolkitAM1BCC" in handlers:
@@ -35,6 +38,19 @@ def charge_map(rows, mol, labels, charges) -> SlotMap:
     raise InputError(f"{mol.name}: no LibraryCharges cover this molecule and the force field"
                      " has no charge model; pass charges='am1bcc', 'gasteiger' or"
                      " 'from-file'")
+
+def nagl_model(ff_file):
+    """The NAGL model a force field's NAGLCharges section names, hash-checked."""
+    from chronograd.ml.nagl import load_nagl_model
+
+    attrs = ff_file.handlers["NAGLCharges"].attributes
+    return load_nagl_model(attrs["model_file"], attrs.get("model_file_hash"),
+                           search=ff_file.folders)
+
+
+def nagl_charges(ff_file, mol) -> np.ndarray:
+    return nagl_model(ff_file).charges(mol)
+
 
 def _charge_increments(rows, mol) -> SlotMap:
     handler = rows.ff.file.handlers["ChargeIncrementModel"]

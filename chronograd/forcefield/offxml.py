@@ -35,6 +35,7 @@ _FLOAT = re.compile(r"^idivf\d+$")
 SUPPORTED_HANDLERS = {
     "Constraints", "Bonds", "Angles", "ProperTorsions", "ImproperTorsions", "vdW",
     "Electrostatics", "LibraryCharges", "ChargeIncrementModel", "ToolkitAM1BCC", "VirtualSites",
+    "NAGLCharges",
 }
 # String-valued parameter attributes kept verbatim (VirtualSites).
 _STRING = {"type", "match", "name"}
@@ -69,6 +70,7 @@ class ForceFieldFile:
     aromaticity_model: str
     source: str
     tree: ET.ElementTree = field(repr=False, default=None)
+    folders: tuple = ()  # where the files are (a NAGL model file may sit beside them)
 
 
 def resolve_offxml(name_or_path) -> Path:
@@ -221,13 +223,7 @@ def read_offxml(*names_or_paths) -> ForceFieldFile:
         if elem.tag in _METADATA:
             continue
         if elem.tag not in SUPPORTED_HANDLERS:
-            hint = (
-                " (openff-2.3.0 assigns charges with a graph neural network; that is not"
-                " implemented yet: use openff-2.2.1.offxml)"
-                if elem.tag == "NAGLCharges"
-                else ""
-            )
-            raise InputError(f"{source}: the <{elem.tag}> handler is not supported{hint}")
+            raise InputError(f"{source}: the <{elem.tag}> handler is not supported")
         if elem.tag in handlers:
             raise InputError(f"{source}: the <{elem.tag}> handler appears twice; merge its"
                              " parameters into one section")
@@ -235,7 +231,9 @@ def read_offxml(*names_or_paths) -> ForceFieldFile:
         params = [_parse_parameter(elem.tag, child, source) for child in elem]
         checks.check_unique_ids(source, elem.tag, params)
         handlers[elem.tag] = Handler(elem.tag, dict(elem.attrib), params, element=elem)
-    return ForceFieldFile(handlers, root.get("aromaticity_model", "OEAroModel_MDL"), source, tree)
+    folders = tuple(dict.fromkeys(resolve_offxml(n).parent for n in names_or_paths))
+    return ForceFieldFile(handlers, root.get("aromaticity_model", "OEAroModel_MDL"), source, tree,
+                          folders)
 
 
 def write_offxml(ff: ForceFieldFile, path, values: dict[tuple[str, str, str], float]) -> None:

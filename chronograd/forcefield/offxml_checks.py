@@ -33,6 +33,7 @@ PARAMETERS = {
                      {"charge_increment"}),
     "Electrostatics": (None, set(), set()),
     "ToolkitAM1BCC": (None, set(), set()),
+    "NAGLCharges": (None, set(), set()),
 }
 _REQUIRED = {"Bonds": ("length", "k"), "Angles": ("angle", "k"),
              "VirtualSites": ("type", "distance", "epsilon", "match")}
@@ -49,6 +50,8 @@ SETTINGS = {
     ("ImproperTorsions", "potential"): ("k*(1+cos(periodicity*theta-phase))",),
     ("vdW", "potential"): ("Lennard-Jones-12-6",),
     ("vdW", "combining_rules"): ("Lorentz-Berthelot",),
+    # the NAGLCharges section as openff-2.3.0 writes it (model_file, model_file_hash)
+    ("NAGLCharges", "version"): ("0.3",),
 }
 
 
@@ -191,6 +194,9 @@ def check_handler_settings(source: str, handler: str, attributes: dict) -> None:
     right dimension; scale factors are numbers."""
     from chronograd.forcefield.quantity import expected_dimension, parse_quantity
 
+    if handler == "NAGLCharges" and not attributes.get("model_file", "").strip():
+        raise InputError(f"{source}: <NAGLCharges> needs a model_file attribute naming the"
+                         " NAGL model, e.g. model_file=\"openff-gnn-am1bcc-1.0.0.pt\"")
     for key, value in attributes.items():
         allowed = SETTINGS.get((handler, key))
         if allowed is not None and value not in allowed:
