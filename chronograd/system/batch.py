@@ -58,14 +58,29 @@ def _sizes(system) -> dict:
             out[(term.name, "classes")] = len(term.lj_class_counts)
         else:
             out[(term.name, "rows")] = len(term.atoms)
-    source = system.source
+    source = _ff_part(system.source)
     for t, attrs in source.maps.items():
         for a, m in attrs.items():
             out[(t, a, "entries")] = len(m.row)
     for rule in source.rules:
         if isinstance(rule, ExceptionRule):
             out[(rule.term, "rule")] = len(rule.atoms)
+    if _is_learned(system.source):  # the predictor's graph and pooled index rows
+        g, index = system.source.graph, system.source.index
+        out[("graph", "edges")] = len(g.edge_mask)
+        out[("graph", "components")] = len(g.component_charge)
+        for field, rows in index._asdict().items():
+            out[("index", field)] = len(rows)
     return out
+
+
+def _is_learned(source) -> bool:
+    return hasattr(source, "forcefield") and hasattr(source, "graph")
+
+
+def _ff_part(source):
+    """The ForceFieldSource of a system (itself, or the force-field part of a learned one)."""
+    return source.forcefield if _is_learned(source) else source
 
 
 def _pad_rows(a, size: int, fill) -> np.ndarray:
@@ -104,7 +119,7 @@ def _pad_system(system, sizes: dict) -> st.SystemStructure:
             new = replace(term, **changes)
         terms.append(new)
         by_name[term.name] = term
-    source = system.source
+    source = _ff_part(system.source)
     maps = {}
     for t, attrs in source.maps.items():
         maps[t] = {}
@@ -121,7 +136,18 @@ def _pad_system(system, sizes: dict) -> st.SystemStructure:
         rules.append(ExceptionRule(rule.term, _pad_rows(rule.atoms, e, n).astype(np.int32),
                                    _pad_rows(rule.scale_coulomb, e, 0.0),
                                    _pad_rows(rule.scale_lj, e, 0.0)))
-    return st.SystemStructure(tuple(terms), ForceFieldSource(maps, frozen, tuple(rules)), ())
+    padded = ForceFieldSource(maps, frozen, tuple(rules))
+    if _is_learned(system.source):
+        from chronograd.ml.graph import pad_graph
+
+        learned = system.source
+        graph = pad_graph(learned.graph, n, sizes[("graph", "edges")],
+                          sizes[("graph", "components")])
+        index = type(learned.index)(**{
+            f: _pad_rows(rows, sizes[("index", f)], n).astype(np.int32)
+            for f, rows in learned.index._asdict().items()})
+        padded = replace(learned, forcefield=padded, graph=graph, index=index)
+    return st.SystemStructure(tuple(terms), padded, ())
 
 
 # ---- checks -------------------------------------------------------------------------------------
@@ -135,11 +161,14 @@ def _signature(system) -> tuple:
                           t.report_names))
         else:
             terms.append((type(t).__name__, t.name, t.periodic))
-    source = system.source
+    source = _ff_part(system.source)
     maps = tuple(sorted((t, tuple(sorted(a))) for t, a in source.maps.items()))
     frozen = tuple(sorted((t, tuple(sorted(a))) for t, a in source.frozen.items()))
     rules = tuple(type(r).__name__ for r in source.rules)
-    return tuple(terms), maps, frozen, rules
+    learned = None
+    if _is_learned(system.source):
+        learned = (system.source.skeleton, system.source.frozen, system.source.name)
+    return tuple(terms), maps, frozen, rules, learned
 
 
 def _check(systems, names) -> None:
@@ -148,7 +177,7 @@ def _check(systems, names) -> None:
     first = None
     for k, s in enumerate(systems):
         what = _name(s, k, names)
-        if not isinstance(s.source, ForceFieldSource):
+        if not isinstance(_ff_part(s.source), ForceFieldSource):
             raise InputError(
                 f"{what}: its parameters are not a force field's theta (it has"
                 f" {'no source' if s.source is None else type(s.source).__name__}); a batch"
