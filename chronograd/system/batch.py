@@ -352,6 +352,10 @@ def stack_systems(systems, *, n_buckets: int = 4, names=None) -> SystemBatch:
             for key, value in _sizes(systems[k]).items():
                 sizes[key] = max(sizes.get(key, 0), value)
         sizes = {key: _round_up(v) for key, v in sizes.items()}
+        if ("index", "propers") in sizes:  # a learned system: k_n for n = 1..6 per torsion
+            from chronograd.ml.predictor import N_PERIODICITIES
+
+            sizes[("ProperTorsions", "rows")] = N_PERIODICITIES * sizes[("index", "propers")]
         padded = [_pad_system(systems[k], sizes) for k in group]
         stacked = jax.tree_util.tree_map(lambda *a: np.stack(a), *padded)
         buckets.append(Bucket(stacked, np.asarray(group), np.asarray(
