@@ -554,9 +554,19 @@ CASES = [
         "-o", "run.dcd"], "with --ff give a molecule (SDF/MOL)"),
     Case("energy-ff-without-molecule", "`energy --ff FF` without a molecule", lambda d: [
         "energy", "--ff", SAGE], "--ff needs a molecule"),
-    Case("energy-many-files-with-forces", "`energy --ff FF a.sdf b.sdf --forces f.npy`",
+    Case("energy-many-files-forces-not-a-folder",
+         "`energy --ff FF a.sdf b.sdf --forces f.npy` (several inputs: a folder)",
          lambda d: ["energy", "--ff", SAGE, sdf(d), sdf(d, name="b.sdf"), "--forces", "f.npy"],
-         "--forces and --grad-params take one molecule"),
+         "with several inputs --forces names an existing folder"),
+    Case("energy-many-files-with-grad-params",
+         "`energy --ff FF a.sdf b.sdf --grad-params g.csv`",
+         lambda d: ["energy", "--ff", SAGE, sdf(d), sdf(d, name="b.sdf"), "--grad-params",
+                    "g.csv"], "--grad-params takes one molecule"),
+    Case("energy-model-not-a-directory", "`energy --model nothing a.sdf`",
+         lambda d: ["energy", "--model", "nothing", sdf(d)], "not a model directory"),
+    Case("energy-model-with-charges", "`energy --model default --charges am1bcc a.sdf`",
+         lambda d: ["energy", "--model", "default", "--charges", "am1bcc", sdf(d)],
+         "--charges does not apply with --model"),
     Case("combined-ff-id-clash", "two force fields that use one id for different SMIRKS",
          lambda d: ["energy", "--ff", SAGE + "," + offxml(
              d, sage_text()[sage_text().index("<Bonds"):], sage_text()[sage_text().index(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from cli_helpers import run_cli
 from rdkit import Chem
@@ -71,7 +72,19 @@ def test_a_bad_file_is_named_and_the_others_are_still_reported(folder):
     assert table.out.splitlines()[2].startswith("broken.sdf") and "error" in table.out
 
 
-def test_many_files_refuse_per_molecule_outputs(folder):
+def test_many_files_write_forces_into_a_folder(folder):
     res = run_cli("energy", "--ff", FF, "ethanol.sdf", "phenol.sdf", "--forces", "f.npy",
                   cwd=folder)
-    assert "--forces and --grad-params take one molecule" in res.one_line_error()
+    assert "with several inputs --forces names an existing folder" in res.one_line_error()
+    (folder / "forces").mkdir()
+    res = run_cli("energy", "--ff", FF, "ethanol.sdf", "phenol.sdf", "--forces", "forces",
+                  "--json", cwd=folder)
+    assert res.code == 0, res.err
+    for line, stem in zip(res.out.splitlines(), ("ethanol", "phenol"), strict=True):
+        record = json.loads(line)
+        single = run_cli("energy", "--ff", FF, f"{stem}.sdf", "--forces", f"{stem}-1.npy",
+                         cwd=folder)
+        assert single.code == 0, single.err
+        np.testing.assert_allclose(np.load(folder / "forces" / f"{stem}.npy"),
+                                   np.load(folder / f"{stem}-1.npy"), rtol=1e-8, atol=1e-8)
+        assert record["forces"].endswith(f"{stem}.npy")

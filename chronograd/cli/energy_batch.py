@@ -37,8 +37,28 @@ def _typed_system(force_field, path: Path, charges: str):
     return system, np.asarray(mol.positions)
 
 
-def energies_of_files(force_field, paths: list[Path], charges: str) -> list[dict]:
-    """One record per path: ``{"file", "total", "terms", "units"}`` or ``{"file", "error"}``."""
+def check_forces_folder(folder: Path | None, paths: list[Path]) -> None:
+    """With several inputs ``--forces`` names an existing folder; one STEM.npy per input, so
+    stems must differ."""
+    from chronograd.errors import InputError
+
+    if folder is None:
+        return
+    if not folder.is_dir():
+        raise InputError(f"{folder}: with several inputs --forces names an existing folder"
+                         " (one STEM.npy per input); create it first")
+    stems = [p.stem for p in paths]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise InputError(f"two inputs are named {twice[0]!r}; their forces would both be"
+                         f" {folder / (twice[0] + '.npy')}; rename one")
+
+
+def energies_of_files(force_field, paths: list[Path], charges: str,
+                      forces_out: Path | None = None, *, single_file: bool = False) -> list[dict]:
+    """One record per path: ``{"file", "total", "terms", "units"}`` or ``{"file", "error"}``;
+    with ``forces_out``, forces are written there (a folder: one STEM.npy per input; with
+    ``single_file``, the .npy file itself)."""
     from chronograd.system.batch import stack_systems
 
     records: list[dict] = [{"file": str(p)} for p in paths]
@@ -65,6 +85,7 @@ def energies_of_files(force_field, paths: list[Path], charges: str) -> list[dict
             del good[bad], systems[bad], positions[bad]
             continue
         terms = batch.energy_terms(positions)
+        forces = batch.energies_and_forces(positions)[1] if forces_out is not None else None
         for row, k in enumerate(good):
             values = {name: float(v[row]) for name, v in terms.items()}
             total = float(sum(values.values()))
@@ -73,8 +94,22 @@ def energies_of_files(force_field, paths: list[Path], charges: str) -> list[dict
                                        " the structure for overlapping atoms")
                 continue
             records[k].update({"total": total, "terms": values, "units": "kJ/mol"})
+            if forces is not None:
+                target = forces_out if single_file else forces_out / f"{paths[k].stem}.npy"
+                _save_npy(target, forces[row])
+                records[k]["forces"] = str(target)
         break
     return records
+
+
+def _save_npy(path: Path, array) -> None:
+    from chronograd.interop.files import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(array))
+
+    atomic_write(path, write)
 
 
 def _first_named(err: ChronogradError, names: list[str]) -> int | None:

@@ -2,8 +2,9 @@
 
     chronograd energy --openmm SYSTEM.xml --positions FILE.pdb [--json] [--forces OUT.npy]
     chronograd energy --ff NAME MOLECULE.sdf [--charges ...] [--json] [--grad-params OUT.csv]
-    chronograd energy --ff NAME a.sdf b.sdf ... [--charges ...] [--json]   # JSON Lines
-    chronograd parameterize (MOLECULE.sdf | --smiles SMILES) --ff NAME -o system.json
+    chronograd energy --ff NAME a.sdf b.sdf ... [--charges ...] [--json] [--forces DIR]
+    chronograd energy --model default|DIR FILE.sdf ... [--json] [--forces OUT.npy|DIR]
+    chronograd parameterize (MOLECULE.sdf | --smiles SMILES) (--ff NAME | --model M) -o F.json
     chronograd simulate (SYSTEM.json --positions PDB | --ff NAME (MOLECULE.sdf | --smiles S)
         [--solvate NM | --liquid N --density G_ML]) --steps N --timestep 2fs
         --temperature 300K [--pressure 1bar] [--minimize] [--integrator langevin|verlet|
@@ -74,12 +75,15 @@ def energy(
     openmm_xml: Path | None = typer.Option(None, "--openmm", help="OpenMM System XML file."),
     positions: Path | None = typer.Option(None, "--positions", help="PDB for --openmm."),
     ff: str | None = typer.Option(None, "--ff", help=FF_HELP),
+    model: str | None = typer.Option(
+        None, "--model", help="A learned parameter model: 'default' or a model directory."),
     charges: str = typer.Option(
         "auto", "--charges", help="from-file | am1bcc | gasteiger (auto: from-file if present)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     forces_out: Path | None = typer.Option(
-        None, "--forces", help="Write forces, an (N, 3) .npy array in kJ/mol/nm."
+        None, "--forces", help="Write forces, an (N, 3) .npy array in kJ/mol/nm (several"
+        " inputs: a folder, one STEM.npy per input)."
     ),
     grad_params: Path | None = typer.Option(
         None, "--grad-params", help="With --ff: write dU/dtheta of every used parameter (CSV)."
@@ -90,6 +94,9 @@ def energy(
     With several molecules, --json prints JSON Lines, one object per input."""
     molecules = list(molecules or [])
     molecule = molecules[0] if molecules else None
+    if model is not None:
+        return _learned_energy(model, ff, molecules, charges, as_json, forces_out, grad_params,
+                               openmm_xml)
     if ff is not None and openmm_xml is not None:
         _fail("give --openmm SYSTEM.xml --positions FILE.pdb, or --ff NAME MOLECULE.sdf, not"
               " both")
@@ -99,20 +106,21 @@ def energy(
         _fail("--ff needs a molecule: chronograd energy --ff NAME MOLECULE.sdf")
     if grad_params is not None and ff is None:
         _fail("--grad-params needs --ff (an OpenMM System has no force-field parameters)")
+    if molecules and ff is None:
+        _fail("molecule files need --ff NAME (an OpenMM System comes with --openmm)")
+    if len(molecules) > 1:
+        if grad_params is not None:
+            _fail("--grad-params takes one molecule; give one file")
+        from chronograd.cli.energy_batch import check_forces_folder, energies_of_files, report
+        from chronograd.forcefield import ForceField
+
+        check_forces_folder(forces_out, molecules)
+        force_field = ForceField(*[n.strip() for n in ff.split(",")])
+        return report(energies_of_files(force_field, molecules, charges, forces_out), as_json)
     if forces_out is not None and forces_out.suffix != ".npy":
         _fail(f"{forces_out}: the forces file must end in .npy")
     check_output_path(forces_out, "forces")
     check_output_path(grad_params, "parameter gradients")
-    if molecules and ff is None:
-        _fail("molecule files need --ff NAME (an OpenMM System comes with --openmm)")
-    if len(molecules) > 1:
-        if forces_out is not None or grad_params is not None:
-            _fail("--forces and --grad-params take one molecule; give one file")
-        from chronograd.cli.energy_batch import energies_of_files, report
-        from chronograd.forcefield import ForceField
-
-        force_field = ForceField(*[n.strip() for n in ff.split(",")])
-        return report(energies_of_files(force_field, molecules, charges), as_json)
     if ff is not None:
         system, pos, box, force_field = _ff_system(ff, molecule, charges)
     else:
@@ -142,6 +150,32 @@ def energy(
     if forces_out is not None:
         typer.echo(f"forces ({forces.shape[0]}, 3) kJ/mol/nm written to {forces_out}")
     return 0
+
+
+def _learned_energy(model, ff, molecules, charges, as_json, forces_out, grad_params,
+                    openmm_xml) -> int:
+    """``energy --model``: learned systems of every input, evaluated in one batch."""
+    from chronograd.cli.energy_batch import check_forces_folder, energies_of_files, report
+    from chronograd.ml.model_files import LearnedBuilder
+
+    if openmm_xml is not None:
+        _fail("--model types molecules; it does not apply to --openmm systems")
+    if not molecules:
+        _fail("--model needs molecule files: chronograd energy --model default MOLECULE.sdf")
+    if charges != "auto":
+        _fail("--charges does not apply with --model: the model predicts the charges")
+    if grad_params is not None:
+        _fail("--grad-params needs --ff (it writes force-field parameter gradients)")
+    if len(molecules) > 1:
+        check_forces_folder(forces_out, molecules)
+    elif forces_out is not None:
+        if forces_out.suffix != ".npy":
+            _fail(f"{forces_out}: the forces file must end in .npy")
+        check_output_path(forces_out, "forces")
+    builder = LearnedBuilder(model, ff)
+    records = energies_of_files(builder, molecules, charges, forces_out,
+                                single_file=len(molecules) == 1)
+    return report(records, as_json)
 
 
 def _openmm_system(openmm_xml: Path, positions: Path):
@@ -178,17 +212,31 @@ def _ff_system(ff_name: str, molecule: Path | None, charges: str, smiles: str | 
 def parameterize(
     molecule: Path | None = typer.Argument(None, help="SDF/MOL molecule."),
     smiles: str | None = typer.Option(None, "--smiles", help="SMILES instead of a file."),
-    ff: str = typer.Option(..., "--ff", help=FF_HELP),
+    ff: str | None = typer.Option(None, "--ff", help=FF_HELP),
+    model: str | None = typer.Option(
+        None, "--model", help="A learned parameter model: 'default' or a model directory."),
     output: Path = typer.Option(..., "-o", "--output", help="System JSON to write."),
     charges: str = typer.Option(
         "auto", "--charges", help="from-file | am1bcc | gasteiger (auto: from-file if present)."
     ),
 ) -> None:
-    """Type a molecule with a SMIRNOFF force field and save the System as JSON."""
+    """Type a molecule with a SMIRNOFF force field (or a learned model) and save the System
+    as JSON (slot values; a learned system's predicted parameters)."""
     from chronograd.system.serialize import save
 
     check_output_path(output, "system JSON")
-    system, _, _, _ = _ff_system(ff, molecule, charges, smiles)
+    if model is not None:
+        from chronograd.cli.smirnoff_commands import load_molecule
+        from chronograd.ml.model_files import LearnedBuilder
+
+        if charges != "auto":
+            _fail("--charges does not apply with --model: the model predicts the charges")
+        builder = LearnedBuilder(model, ff)
+        system = builder.create_system(load_molecule(molecule, smiles))
+    elif ff is None:
+        _fail("give --ff NAME or --model default|DIR")
+    else:
+        system, _, _, _ = _ff_system(ff, molecule, charges, smiles)
     save(system, output)  # written to a temporary file, then moved: nothing half-written
     typer.echo(f"wrote {output}: {system.n_atoms} atoms, terms {', '.join(system.term_names())}")
 
@@ -267,11 +315,15 @@ def fit(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Fit force-field parameters to QM targets: writes the fitted .offxml, log.jsonl,
-    summary.json and report.md (with plots) to the config's output directory."""
+    summary.json and report.md (with plots) to the config's output directory. A config with
+    a [model] table trains a learned parameter model instead (docs/learned.md)."""
     from chronograd.fit import load_config, run_fit
+    from chronograd.ml.train_config import is_model_config
 
     if stop_after is not None and stop_after < 1:
         _fail(f"--stop-after must be at least 1, got {stop_after}")
+    if is_model_config(config):
+        return _train_model(config, resume, stop_after, quiet)
     cfg = load_config(config)
     try:
         summary = run_fit(cfg, resume=resume, stop_after=stop_after, progress=not quiet)
@@ -295,6 +347,29 @@ def _one_line(message: str) -> str:
 
 def _error(message: str) -> None:
     typer.echo(f"error: {_one_line(message)}", err=True)
+
+
+def _train_model(config: Path, resume: bool, stop_after: int | None, quiet: bool) -> None:
+    from chronograd.ml.train_config import load_train_config
+    from chronograd.ml.train_runner import run_training
+
+    cfg = load_train_config(config)
+    try:
+        summary = run_training(cfg, resume=resume, stop_after=stop_after, progress=not quiet)
+    except KeyboardInterrupt:
+        _fail("interrupted; the last checkpoint is kept (continue with --resume)")
+    if not summary["finished"]:
+        typer.echo(f"stopped in stage {summary['stage']} after epoch {summary['epoch']} (loss"
+                   f" {summary['loss']:.6g}); continue with --resume")
+        return
+    for s in summary["stages"]:
+        metrics = s["metrics"].get("validation") or s["metrics"]["train"]
+        typer.echo(f"{s['name']}: {s['epochs']} epochs; " + ", ".join(
+            f"{k} {v:.4g}" for k, v in metrics.items()))
+    if "test" in summary:
+        typer.echo("held out: " + ", ".join(f"{k} {v:.4g}" for k, v in
+                                            summary["test"]["overall"].items()))
+    typer.echo(f"model written to {summary['output']}/model")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,3 +407,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+

@@ -20,12 +20,14 @@ optimizer is optax's.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from chronograd.errors import InputError
 from chronograd.ml.learned_system import learned_system
@@ -68,14 +70,35 @@ LABEL_SCALES = {"bond_k": None, "bond_length": 0.002, "angle_k": None, "angle": 
                 "propers": 2.0, "impropers": 2.0}
 
 
-def _sums(structure, d: _Data, params):
-    """Per-molecule sums of squared residuals {name: scalar} (pure; vmapped over molecules)."""
+def _sums(structure, d: _Data, params, qm: bool = True):
+    """Per-molecule sums of squared residuals {name: scalar} (pure; vmapped over molecules).
+    Without ``qm`` (label-only pre-training) no energy or force is evaluated."""
     slots = st.slots_of(structure, params)
+    if not qm:
+        out = {"charges": d.has_charges * jnp.sum(d.atom * (slots["Nonbonded"]["charge"]
+                                                            - d.charges) ** 2)}
+        out.update(_label_sums(slots, d.labels))
+        return out
 
     def energy(x):
         return sum(st.term_energies(structure, x, None, slots).values())
 
     e, g = jax.vmap(jax.value_and_grad(energy))(d.x)
+    out = _residual_sums(e, g, slots, d)
+    if d.labels:
+        out.update(_label_sums(slots, d.labels))
+    return out
+
+
+def _predict(structure, d: _Data, params):
+    """Energies [C] (kJ/mol) and forces [C, N, 3] (kJ/mol/nm) of one molecule's conformers."""
+    slots = st.slots_of(structure, params)
+    e, g = jax.vmap(jax.value_and_grad(
+        lambda x: sum(st.term_energies(structure, x, None, slots).values())))(d.x)
+    return e, -g
+
+
+def _residual_sums(e, g, slots, d):
     w = d.conf
     n = jnp.maximum(jnp.sum(w), 1.0)
     de = (e - jnp.sum(w * e) / n) - (d.energy - jnp.sum(w * d.energy) / n)
@@ -85,8 +108,6 @@ def _sums(structure, d: _Data, params):
         "charges": d.has_charges * jnp.sum(d.atom * (slots["Nonbonded"]["charge"]
                                                       - d.charges) ** 2),
     }
-    if d.labels:
-        out.update(_label_sums(slots, d.labels))
     return out
 
 
@@ -105,13 +126,22 @@ def _label_sums(slots, labels):
     return out
 
 
-def _batch_sums(structures, data, params):
-    per = [jax.vmap(_sums, in_axes=(0, 0, None))(s, d, params)
-           for s, d in zip(structures, data, strict=True)]
+def _per_molecule_sums(structures, data, params, qm: bool = True):
+    """Per bucket, {name: [B]} sums of every molecule."""
+    return tuple(jax.vmap(_sums, in_axes=(0, 0, None, None))(s, d, params, qm)
+                 for s, d in zip(structures, data, strict=True))
+
+
+def _batch_sums(structures, data, params, qm: bool = True):
+    per = _per_molecule_sums(structures, data, params, qm)
     return {k: sum(jnp.sum(p[k]) for p in per) for k in per[0]}
 
 
-_SUMS = jax.jit(_batch_sums)
+_SUMS = jax.jit(_batch_sums, static_argnames=("qm",))
+_PER_MOLECULE = jax.jit(_per_molecule_sums, static_argnames=("qm",))
+_PREDICT = jax.jit(lambda structures, data, params: tuple(
+    jax.vmap(_predict, in_axes=(0, 0, None))(s, d, params)
+    for s, d in zip(structures, data, strict=True)))
 
 
 class TrainingSet:
@@ -128,6 +158,7 @@ class TrainingSet:
         self.params = systems[0].params
         self.data = tuple(self._bucket_data(b) for b in self.batch.buckets)
         self.counts = self._counts()
+        self.qm = self.counts["energy"] > 0
 
     def _bucket_data(self, bucket) -> _Data:
         members = [self.examples[m] for m in bucket.members]
@@ -165,8 +196,12 @@ class TrainingSet:
                      {k: (jnp.asarray(v), jnp.asarray(m)) for k, (v, m) in labels.items()})
 
     def _counts(self) -> dict:
+        return TrainingSet._counts_of(self.examples)
+
+    @staticmethod
+    def _counts_of(examples) -> dict:
         out = {"energy": 0, "forces": 0, "charges": 0}
-        for ex in self.examples:
+        for ex in examples:
             if ex.positions is not None:
                 out["energy"] += len(ex.positions)
                 out["forces"] += ex.forces.size
@@ -178,7 +213,34 @@ class TrainingSet:
 
     def sums(self, params) -> dict:
         """Sums of squared residuals over the whole set (traceable in ``params``)."""
-        return _SUMS(self.batch.structures(), self.data, params)
+        return _SUMS(self.batch.structures(), self.data, params, qm=self.qm)
+
+    def arrays(self) -> tuple:
+        """(structures, data): the set's arrays, arguments of compiled functions."""
+        return self.batch.structures(), self.data
+
+    def per_molecule_metrics(self, params) -> dict:
+        """{example name: metrics} from one compiled program over the whole set."""
+        per = _PER_MOLECULE(self.batch.structures(), self.data, params, qm=self.qm)
+        out = {}
+        for b, sums in zip(self.batch.buckets, per, strict=True):
+            for row, m in enumerate(b.members):
+                ex = self.examples[m]
+                counts = TrainingSet._counts_of([ex])
+                out[ex.name] = {f"{k}_rmse": float(np.sqrt(float(v[row]) / counts[k]))
+                                for k, v in sums.items() if counts.get(k)}
+        return out
+
+    def predictions(self, params) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per example, (energies [C] kJ/mol, forces [C, N, 3] kJ/mol/nm) of its conformers."""
+        per = _PREDICT(self.batch.structures(), self.data, params)
+        out = [None] * len(self.examples)
+        for b, (e, f) in zip(self.batch.buckets, per, strict=True):
+            for row, m in enumerate(b.members):
+                ex = self.examples[m]
+                c = 0 if ex.positions is None else len(ex.positions)
+                out[m] = (np.asarray(e[row, :c]), np.asarray(f[row, :c, : ex.molecule.n_atoms]))
+        return out
 
     def metrics(self, params) -> dict:
         """Root-mean-square residuals: energy (kJ/mol), forces (kJ/mol/nm), charges (e) and
@@ -201,33 +263,64 @@ class LossWeights:
     charge_width: float = 0.05
 
 
-def loss_fn(training: TrainingSet, weights: LossWeights):
-    """``loss(params) -> scalar``: the weighted mean squared residuals of ``training``."""
-    counts = training.counts
+def combine(sums: dict, counts: tuple, weights: LossWeights):
+    """The weighted loss from sums of squared residuals and ``counts`` ((name, n) pairs)."""
+    counts = dict(counts)
     widths = {"energy": weights.energy_width, "forces": weights.force_width,
               "charges": weights.charge_width}
     factors = {"energy": weights.energy, "forces": weights.forces, "charges": weights.charges}
+    total = 0.0
+    for key, value in sums.items():
+        if not counts.get(key):
+            continue
+        if key.startswith("label_"):
+            total = total + weights.labels * value / counts[key]
+        elif factors[key]:
+            total = total + factors[key] * value / counts[key] / widths[key] ** 2
+    return total
 
-    def loss(params):
-        s = training.sums(params)
-        total = 0.0
-        for key, value in s.items():
-            if not counts.get(key):
-                continue
-            if key.startswith("label_"):
-                total = total + weights.labels * value / counts[key]
-            elif factors[key]:
-                total = total + factors[key] * value / counts[key] / widths[key] ** 2
-        return total
 
-    return loss
+def loss_fn(training: TrainingSet, weights: LossWeights):
+    """``loss(params) -> scalar``: the weighted mean squared residuals of ``training``."""
+    counts = tuple(sorted(training.counts.items()))
+    return lambda params: combine(training.sums(params), counts, weights)
+
+
+def _loss(trainable, fixed, structures, data, counts, weights, qm):
+    sums = _batch_sums(structures, data, {**fixed, **trainable}, qm)
+    return combine(sums, counts, weights)
+
+
+@functools.partial(jax.jit, static_argnames=("counts", "weights", "qm", "optimizer"))
+def train_step(trainable, opt_state, fixed, structures, data, *, counts, weights, qm,
+               optimizer):
+    """One optax step on the whole set: (trainable, opt_state, loss). Compiled once per set
+    shapes, loss weights and optimizer (module level: not rebuilt per stage or run)."""
+    value, grad = jax.value_and_grad(_loss)(trainable, fixed, structures, data, counts,
+                                            weights, qm)
+    updates, opt_state = optimizer.update(grad, opt_state, trainable)
+    return optax.apply_updates(trainable, updates), opt_state, value
+
+
+loss_value = jax.jit(_loss, static_argnames=("counts", "weights", "qm"))
+
+
+@functools.cache
+def adam(learning_rate: float):
+    """optax.adam, one object per learning rate (a static argument of ``train_step``)."""
+    return optax.adam(learning_rate)
 
 
 def label_targets(ff_system, learned, mol) -> dict:
     """Force-field parameters of ``mol`` as labels for pre-training, in the learned system's
     row order: bonds and angles (k, equilibrium), proper torsions as k_n (n = 1..6, the sign
     carrying a 180-degree phase), impropers k per trefoil row."""
-    slots = ff_system.slots()
+    from jax.flatten_util import ravel_pytree
+
+    # slot values on the host (SlotMap.apply_host): no compilation per molecule
+    flat = np.asarray(ravel_pytree(ff_system.params)[0])
+    slots = {t: {a: m.apply_host(flat) for a, m in attrs.items()}
+             for t, attrs in ff_system.source.maps.items()}
     terms = {t.name: t for t in ff_system.terms}
     out = {"bond_k": slots["Bonds"]["k"], "bond_length": slots["Bonds"]["length"],
            "angle_k": slots["Angles"]["k"], "angle": slots["Angles"]["angle"],
