@@ -94,11 +94,16 @@ def test_simulate_resume_runs_no_code_from_a_planted_checkpoint(tmp_path):
 
 
 def test_no_reader_allows_pickle():
-    """No np.load with allow_pickle=True and no pickle import anywhere in the package."""
+    """No np.load with allow_pickle=True and no pickle import anywhere in the package, except
+    the restricted reader of PyTorch archives (NAGL model files), whose Unpickler resolves a
+    fixed list of names to stand-ins and never calls pickle.load(s)."""
     root = Path(__file__).resolve().parent.parent / "chronograd"
     for path in root.rglob("*.py"):
         text = path.read_text()
         assert "allow_pickle=True" not in text, path
+        if path.name == "torch_archive.py":
+            assert "def find_class" in text and "pickle.load" not in text, path
+            continue
         assert "import pickle" not in text, path
         if "np.load(" in text:
             assert path.name == "archive.py", f"{path}: read .npz files through read_arrays"

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from chronograd.errors import InputError
+from chronograd.interop.archive import read_arrays
 from chronograd.interop.files import atomic_write
 from chronograd.ml.learned_system import LearnedModel
 from chronograd.ml.predictor import ParameterPredictor, PredictorConfig
@@ -90,11 +91,11 @@ def load_model(name_or_path) -> tuple[LearnedModel, dict]:
     leaves, treedef = jax.tree_util.tree_flatten(template[0])
     if names != _leaf_names(template[0]):
         raise InputError(f"{meta_path}: its weight names do not match its configuration")
-    try:
-        with np.load(weights_path, allow_pickle=False) as data:
-            arrays = [np.asarray(data[f"w{k:03d}"]) for k in range(len(leaves))]
-    except (KeyError, ValueError, OSError) as err:
-        raise InputError(f"{weights_path}: cannot read the weights ({err})") from None
+    data = read_arrays(weights_path, "model weights file")
+    missing = [f"w{k:03d}" for k in range(len(leaves)) if f"w{k:03d}" not in data]
+    if missing:
+        raise InputError(f"{weights_path}: no array {missing[0]} ({len(leaves)} expected)")
+    arrays = [data[f"w{k:03d}"] for k in range(len(leaves))]
     for name, a, ref in zip(names, arrays, leaves, strict=True):
         if a.shape != ref.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
             raise InputError(f"{weights_path}: weight {name} has shape {a.shape}"
