@@ -160,10 +160,27 @@ def test_energy_with_the_default_model_matches_its_system(tmp_path):
     assert res.code == 0, res.err
     record = json.loads(res.out)
     model, meta = load_model("default")
-    system = learned_system(ForceField(meta["forcefield"]), mol, model)
-    e, f = system.energy_and_forces(mol.positions)
+    (read,) = Molecule.from_sdf(tmp_path / "p.sdf")  # the file's 4-decimal coordinates
+    system = learned_system(ForceField(meta["forcefield"]), read, model)
+    e, f = system.energy_and_forces(read.positions)
     assert record["total"] == pytest.approx(e, rel=1e-9)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), f, rtol=1e-7, atol=1e-7)
     bad = run_cli("energy", "--model", "default", "--ff", "openff-2.2.1.offxml", "p.sdf",
                   cwd=tmp_path)
     assert "takes van der Waals parameters from" in bad.one_line_error()
+
+
+def test_qm_record_in_another_atom_order_is_named_and_nothing_is_written(tmp_path):
+    data = tmp_path / "qm"
+    data.mkdir()
+    shutil.copy(QM / "manifest.json", data / "manifest.json")
+    arrays = dict(np.load(QM / "qm_data.npz"))
+    x = arrays["conf-ethanol/positions"]
+    x[:, [3, 8]] = x[:, [8, 3]]  # a methyl H and the hydroxyl H trade places
+    np.savez(data / "qm_data.npz", **arrays)
+    write(tmp_path, CONFIG.replace(str(QM), str(data)))
+    res = run_cli("fit", "train.toml", "--quiet", cwd=tmp_path)
+    assert res.code == 1
+    line = res.one_line_error()
+    assert "record 'conf-ethanol' geometry 0: atoms" in line and "are bonded" in line
+    assert not (tmp_path / "out" / "model").exists()

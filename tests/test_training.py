@@ -47,6 +47,18 @@ def test_batched_sums_equal_per_molecule_sums(setup):
         expected = sum(float(t.sums(t.params)[key]) for t in alone)
         assert abs(float(value) - expected) <= 1e-9 * max(1.0, abs(expected)), key
     assert together.counts["energy"] == 3 + 4 + 5
+    # and so are their gradients with respect to the model weights (one reverse pass over the
+    # padded batch = the sum of the per-molecule gradients)
+    def total(t):
+        return lambda w: sum(t.sums({**t.params, "model": w}).values())
+
+    g_batch = jax.grad(total(together))(together.params["model"])
+    g_alone = [jax.grad(total(t))(t.params["model"]) for t in alone]
+    for leaf, *parts in zip(jax.tree.leaves(g_batch), *map(jax.tree.leaves, g_alone),
+                            strict=True):
+        expected = sum(np.asarray(p) for p in parts)
+        np.testing.assert_allclose(np.asarray(leaf), expected, rtol=1e-8,
+                                   atol=1e-9 * np.abs(expected).max())
 
 
 def test_loss_gradient_wrt_weights_equals_finite_differences(setup):
