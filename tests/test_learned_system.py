@@ -121,3 +121,26 @@ def test_element_outside_the_model_is_named(setup):
     with pytest.raises(InputError, match=r"bromomethane: atom index 1 has element Br, which the"
                        r" model 'tiny' was not trained on; supported: H, C, N, O, F, S, Cl"):
         learned_system(ff, mol, model)
+
+
+def test_dynamics_and_minimization_run_unchanged(setup):
+    """A learned system is an ordinary System: NVE keeps the total energy, the minimizer
+    reaches a point whose forces are below its tolerance."""
+    import chronograd.dynamics as dyn
+    from chronograd.minimize import minimize
+
+    ff, model, mols = setup
+    mol = mols[0]
+    system = learned_system(ff, mol, model)
+    result = minimize(system, mol.positions, tolerance=1.0)
+    assert result.status == "converged" and result.rms_force < 1.0
+    _, f = system.energy_and_forces(result.positions)  # checked independently of the minimizer
+    integ = dyn.velocity_verlet(system, timestep=0.0002)
+    state = integ.init(result.positions, key=jax.random.key(1), temperature=300.0)
+    totals = []
+    for _ in range(5):
+        state = cg.simulate(integ, state, 100)
+        kinetic = 0.5 * float(jnp.sum(system.masses[:, None] * state.velocities ** 2))
+        totals.append(system.energy(np.asarray(state.positions)) + kinetic)
+    assert np.ptp(totals) < 0.2  # kJ/mol, against ~35 kJ/mol of kinetic energy
+    assert np.sqrt(np.mean(f ** 2)) == pytest.approx(result.rms_force, rel=1e-6)

@@ -213,8 +213,8 @@ def provenance_table(system, ff=None) -> list[dict]:
                     what, trainable = origin.replace(" (frozen)", ""), "(frozen)" not in origin
                 elif (term, attr, k) in by_slot:
                     what, trainable = "forcefield:" + "+".join(by_slot[(term, attr, k)]), True
-                else:
-                    what, trainable = "frozen", False
+                else:  # frozen here: "frozen", or where it was imported from ("openmm")
+                    what, trainable = (origin if origin != "theta" else "frozen"), False
                 per_atom = term == "Nonbonded" and not attr.startswith("exception")
                 atoms = (k,) if per_atom or atoms_of is None else \
                     tuple(int(a) for a in atoms_of[k])
@@ -227,6 +227,8 @@ def _row_ids(system, ff) -> dict[int, str]:
     """flat θ row -> "parameter id/attribute" (with ``ff``) or "handler/attribute[i]"."""
     from chronograd.system.source import theta_offsets
 
+    if not isinstance(getattr(system.source, "forcefield", system.source), ForceFieldSource):
+        return {}  # no force-field θ (an import, with or without learned charges)
     theta = system.params["forcefield"] if isinstance(system.params, dict) and \
         "forcefield" in system.params else system.params
     out = {}
