@@ -145,7 +145,8 @@ def _line_of(text, table, key=None, index=None):
     return header_line
 
 
-def load_config(path) -> FitConfig:
+def read_toml(path) -> tuple[Path, str, dict]:
+    """(path, text, parsed tables) of a TOML config; InputError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such config file")
@@ -154,6 +155,11 @@ def load_config(path) -> FitConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML: {e}") from None
+    return path, text, data
+
+
+def load_config(path) -> FitConfig:
+    path, text, data = read_toml(path)
     cfg = FitConfig(path.resolve(), text, data)
     for table, value in data.items():
         if table not in _SCHEMA:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chronograd.errors import InputError
-from chronograd.fit.config import _line_of
+from chronograd.fit.config import _line_of, read_toml
 from chronograd.ml.predictor import TERM_KINDS
 
 _NUM = (int, float)
@@ -91,14 +91,7 @@ def is_model_config(path) -> bool:
 
 def load_train_config(path) -> TrainConfig:
     """Read and check a model-training config; errors name the file, line and key."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such config file")
-    text = path.read_text()
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: not valid TOML: {e}") from None
+    path, text, data = read_toml(path)
     cfg = TrainConfig(path.resolve(), text)
     for table, value in data.items():
         if table not in _SCHEMA:
