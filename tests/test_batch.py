@@ -169,7 +169,7 @@ def test_stacking_refuses_incompatible_systems():
     with pytest.raises(InputError, match="b.sdf: made from a different force field"):
         cg.stack_systems([good[0], other], names=["a.sdf", "b.sdf"])
     boxed = ff.create_system(mols[1], charges="gasteiger", box=np.eye(3) * 3.0)
-    with pytest.raises(InputError, match="system 1: has a nonbonded cutoff"):
+    with pytest.raises(InputError, match="system 1: is periodic or has a nonbonded cutoff"):
         cg.stack_systems([good[0], boxed])
     imported = cg.from_openmm(cg.to_openmm(good[1]))
     with pytest.raises(InputError, match="system 1: its parameters are not a force field"):

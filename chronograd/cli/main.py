@@ -4,6 +4,7 @@
     chronograd energy --ff NAME MOLECULE.sdf [--charges ...] [--json] [--grad-params OUT.csv]
     chronograd energy --ff NAME a.sdf b.sdf ... [--charges ...] [--json] [--forces DIR]
     chronograd energy --model default|DIR FILE.sdf ... [--json] [--forces OUT.npy|DIR]
+    chronograd energy --potential DIR FILE.sdf ... [--json] [--forces OUT.npy|DIR]
     chronograd parameterize (MOLECULE.sdf | --smiles SMILES) (--ff NAME | --model M) -o F.json
     chronograd simulate (SYSTEM.json --positions PDB | --ff NAME (MOLECULE.sdf | --smiles S)
         [--solvate NM | --liquid N --density G_ML]) --steps N --timestep 2fs
@@ -77,6 +78,9 @@ def energy(
     ff: str | None = typer.Option(None, "--ff", help=FF_HELP),
     model: str | None = typer.Option(
         None, "--model", help="A learned parameter model: 'default' or a model directory."),
+    potential: Path | None = typer.Option(
+        None, "--potential", help="A learned potential (model directory from chronograd fit);"
+        " alone, or on the force field it was trained with."),
     charges: str = typer.Option(
         "auto", "--charges", help="from-file | am1bcc | gasteiger (auto: from-file if present)."
     ),
@@ -94,9 +98,11 @@ def energy(
     With several molecules, --json prints JSON Lines, one object per input."""
     molecules = list(molecules or [])
     molecule = molecules[0] if molecules else None
-    if model is not None:
+    if model is not None and potential is not None:
+        _fail("give --model or --potential, not both")
+    if model is not None or potential is not None:
         return _learned_energy(model, ff, molecules, charges, as_json, forces_out, grad_params,
-                               openmm_xml)
+                               openmm_xml, potential)
     if ff is not None and openmm_xml is not None:
         _fail("give --openmm SYSTEM.xml --positions FILE.pdb, or --ff NAME MOLECULE.sdf, not"
               " both")
@@ -153,16 +159,18 @@ def energy(
 
 
 def _learned_energy(model, ff, molecules, charges, as_json, forces_out, grad_params,
-                    openmm_xml) -> int:
-    """``energy --model``: learned systems of every input, evaluated in one batch."""
+                    openmm_xml, potential=None) -> int:
+    """``energy --model`` / ``--potential``: learned systems of every input, evaluated in one
+    batch."""
     from chronograd.cli.energy_batch import check_forces_folder, energies_of_files, report
-    from chronograd.ml.model_files import LearnedBuilder
+    from chronograd.ml.model_files import LearnedBuilder, PotentialBuilder
 
+    flag = "--model" if potential is None else "--potential"
     if openmm_xml is not None:
-        _fail("--model types molecules; it does not apply to --openmm systems")
+        _fail(f"{flag} types molecules; it does not apply to --openmm systems")
     if not molecules:
-        _fail("--model needs molecule files: chronograd energy --model default MOLECULE.sdf")
-    if charges != "auto":
+        _fail(f"{flag} needs molecule files: chronograd energy {flag} DIR MOLECULE.sdf")
+    if charges != "auto" and potential is None:
         _fail("--charges does not apply with --model: the model predicts the charges")
     if grad_params is not None:
         _fail("--grad-params needs --ff (it writes force-field parameter gradients)")
@@ -172,7 +180,8 @@ def _learned_energy(model, ff, molecules, charges, as_json, forces_out, grad_par
         if forces_out.suffix != ".npy":
             _fail(f"{forces_out}: the forces file must end in .npy")
         check_output_path(forces_out, "forces")
-    builder = LearnedBuilder(model, ff)
+    builder = LearnedBuilder(model, ff) if potential is None else PotentialBuilder(potential,
+                                                                                  ff)
     records = energies_of_files(builder, molecules, charges, forces_out,
                                 single_file=len(molecules) == 1)
     return report(records, as_json)
@@ -247,6 +256,9 @@ def simulate(
         None, help="SYSTEM.json (with --positions), or with --ff the MOLECULE.sdf."),
     positions: Path | None = typer.Option(None, "--positions", help="PDB for SYSTEM.json."),
     ff: str | None = typer.Option(None, "--ff", help=FF_HELP),
+    potential: Path | None = typer.Option(
+        None, "--potential", help="A learned potential (model directory): alone, or on the"
+        " force field it was trained with."),
     molecule: Path | None = typer.Option(None, "--molecule", help="SDF/MOL molecule (--ff)."),
     smiles: str | None = typer.Option(None, "--smiles", help="SMILES instead of a molecule."),
     charges: str = typer.Option("auto", "--charges", help="from-file | am1bcc | gasteiger."),
@@ -278,7 +290,7 @@ def simulate(
         steps=steps, report_every=report_every, integrator=integrator, output=output,
         state_data=state_data, checkpoint=checkpoint, resume=resume, seed=seed,
         solvate=solvate, liquid=liquid, density=density)
-    if ff is not None:
+    if ff is not None or potential is not None:
         if source is not None and (molecule is not None or smiles is not None):
             _fail("give the molecule once: MOLECULE.sdf, --molecule or --smiles")
         if positions is not None:
@@ -289,7 +301,8 @@ def simulate(
             _fail(f"{mol_file}: with --ff give a molecule (SDF/MOL); a SYSTEM.json is run"
                   " without --ff: chronograd simulate SYSTEM.json --positions FILE.pdb")
         system, pos, box, mols = sc.build_from_force_field(ff, mol_file, smiles, charges,
-                                                           solvate, liquid, density)
+                                                           solvate, liquid, density,
+                                                           potential=potential)
     elif source is not None:
         if molecule is not None or smiles is not None or solvate is not None or \
                 liquid is not None:

@@ -93,14 +93,25 @@ def load_system(system_json: Path, positions: Path):
     return system, pos, box, None
 
 
-def build_from_force_field(ff_names: str, molecule, smiles, charges, solvate, liquid, density):
-    """(system, positions, box, molecules) from a SMIRNOFF force field and one molecule,
-    in vacuum, solvated in water, or as a neat liquid."""
+def build_from_force_field(ff_names: str | None, molecule, smiles, charges, solvate, liquid,
+                           density, *, potential=None):
+    """(system, positions, box, molecules) from a SMIRNOFF force field (or a learned
+    potential, alone or on its force field) and one molecule, in vacuum, solvated in water,
+    or as a neat liquid."""
     from chronograd.cli.smirnoff_commands import load_force_field_and_molecule, resolve_charges
     from chronograd.topology.boxes import liquid_box
     from chronograd.topology.boxes import solvate as solvate_molecule
 
-    ff, mol = load_force_field_and_molecule(ff_names, molecule, smiles)
+    if potential is not None:
+        from chronograd.cli.smirnoff_commands import load_molecule
+        from chronograd.ml.model_files import PotentialBuilder
+        from chronograd.space.positions import check_positions
+
+        ff = PotentialBuilder(potential, ff_names)
+        mol = load_molecule(molecule, smiles)
+        check_positions(mol.positions, where=str(molecule) if molecule else None)
+    else:
+        ff, mol = load_force_field_and_molecule(ff_names, molecule, smiles)
     if solvate is not None:
         mols, pos, box = solvate_molecule(mol, padding_nm=solvate)
     elif liquid is not None:

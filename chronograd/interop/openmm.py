@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from chronograd.errors import UnsupportedForceError
+from chronograd.errors import InputError, UnsupportedForceError
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.nonbonded_settings import nonbonded_term
 from chronograd.system.system import System
@@ -266,6 +266,11 @@ def to_openmm(system: System, params=None):
     """Export to an ``openmm.System`` with the given parameters (default: ``system.params``)."""
     import openmm
 
+    for term in system.terms:
+        if term.kind == "neural_potential":
+            raise InputError(
+                f"term {term.name!r} is a graph-network potential, which an OpenMM System"
+                " cannot hold; export the system without it (or run it in chronograd)")
     params = system.slots(params)
     out = openmm.System()
     for m in np.asarray(system.masses):

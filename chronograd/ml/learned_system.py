@@ -68,6 +68,13 @@ class LearnedModel:
     def with_weights(self, weights) -> LearnedModel:
         return dataclasses.replace(self, predictor=eqx.combine(weights, self.skeleton))
 
+    params_key = "model"  # where its weights live in a learned system's params
+    base_key = "forcefield"  # where the force field's θ lives
+
+    def build_system(self, ff, molecule, *, freeze=()):
+        """The learned system of ``molecule`` (for training sets)."""
+        return learned_system(ff, molecule, self, freeze=freeze)
+
     def graph(self, mol: Molecule) -> MolecularGraph:
         x = atom_features(mol, self.config.feature_spec(), label=f"model {self.name!r}")
         formal = [a.GetFormalCharge() for a in mol.rdmol.GetAtoms()]

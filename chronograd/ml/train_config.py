@@ -33,6 +33,21 @@
     [output]
     directory = "model-out"
     checkpoint_every = 10
+
+A learned potential (force matching) has ``kind = "potential"``; ``forcefield`` is then the
+force field it corrects (Δ-learning) and may be left out (the network alone); its stages are
+QM ``dataset`` stages with energy and force weights:
+
+    [model]
+    kind = "potential"
+    architecture = "schnet"      # schnet | painn
+    forcefield = "openff-2.2.1.offxml"   # optional: U = U_Sage(θ) + U_NN(w)
+    cutoff = 0.5                 # nm
+    hidden = 32
+    layers = 3
+    n_rbf = 16
+    basis = "gaussian"           # gaussian | bessel
+    envelope = "cosine"          # cosine | polynomial
 """
 
 from __future__ import annotations
@@ -49,7 +64,9 @@ from chronograd.ml.predictor import TERM_KINDS
 _NUM = (int, float)
 _SCHEMA = {
     "model": {"forcefield": str, "init": str, "name": str, "hidden": int, "layers": int,
-              "readout": int, "seed": int, "freeze": list, "train_forcefield": bool},
+              "readout": int, "seed": int, "freeze": list, "train_forcefield": bool,
+              "kind": str, "architecture": str, "cutoff": _NUM, "n_rbf": int, "basis": str,
+              "envelope": str, "energy_scale": _NUM},
     "stages": {"name": str, "molecules": str, "dataset": str, "records": list, "split": str,
                "energy_weight": _NUM, "force_weight": _NUM, "charge_weight": _NUM,
                "label_weight": _NUM, "charge_target": str, "validation_fraction": _NUM,
@@ -116,8 +133,19 @@ def load_train_config(path) -> TrainConfig:
             raise InputError(f"{path}: missing [{'[stages]' if table == 'stages' else table}]"
                              " table")
     cfg.model, cfg.stages, cfg.output = data["model"], data["stages"], data["output"]
-    if "forcefield" not in cfg.model:
-        raise cfg.error("model", message="missing required key 'forcefield'")
+    kind = cfg.model.setdefault("kind", "parameters")
+    if kind not in ("parameters", "potential"):
+        raise cfg.error("model", "kind", None, f"{kind!r} is not 'parameters' (a parameter"
+                        " predictor) or 'potential' (a graph-network potential)")
+    potential_keys = ("architecture", "cutoff", "n_rbf", "basis", "envelope", "energy_scale")
+    if kind == "potential":
+        _check_potential(cfg)
+    else:
+        if "forcefield" not in cfg.model:
+            raise cfg.error("model", message="missing required key 'forcefield'")
+        for key in potential_keys:
+            if key in cfg.model:
+                raise cfg.error("model", key, None, "applies to kind = 'potential' only")
     if "directory" not in cfg.output:
         raise cfg.error("output", message="missing required key 'directory'")
     freeze = cfg.model.get("freeze", [])
@@ -152,3 +180,38 @@ def load_train_config(path) -> TrainConfig:
     if cfg.output.get("checkpoint_every", 1) < 1:
         raise cfg.error("output", "checkpoint_every", None, "must be at least 1")
     return cfg
+
+
+def _check_potential(cfg) -> None:
+    """A potential's settings and stages (QM data, no charges or labels)."""
+    m = cfg.model
+    for key in ("readout", "freeze"):
+        if key in m:
+            raise cfg.error("model", key, None, "applies to parameter models, not potentials")
+    if m.get("train_forcefield") and "forcefield" not in m:
+        raise cfg.error("model", "train_forcefield", None, "needs a 'forcefield' to train")
+    if m.get("init", "new") == "new":
+        try:
+            potential_config(m)
+        except ValueError as err:
+            raise cfg.error("model", message=str(err)) from None
+    elif any(k in m for k in ("architecture", "cutoff", "hidden", "layers", "n_rbf")):
+        raise cfg.error("model", "init", None, "a model read from a directory keeps its own"
+                        " architecture; drop the architecture keys")
+    for i, stage in enumerate(cfg.stages):
+        if "molecules" in stage:
+            raise cfg.error("stages", "molecules", i, "a potential trains on QM data; give a"
+                            " 'dataset'")
+        for key in ("charge_weight", "label_weight"):
+            if stage.get(key, 0):
+                raise cfg.error("stages", key, i, "a potential has no charges or parameter"
+                                " labels to train; set it to 0")
+
+
+def potential_config(m: dict):
+    """PotentialConfig from a [model] table (ValueError for bad settings)."""
+    from chronograd.ml.potential_models import PotentialConfig
+
+    keys = ("architecture", "cutoff", "hidden", "layers", "n_rbf", "basis", "envelope",
+            "energy_scale", "seed")
+    return PotentialConfig(**{k: m[k] for k in keys if k in m})

@@ -41,9 +41,24 @@ NAGL_MODEL = ("openff-gnn-am1bcc-1.0.0.pt",
               "7981e7f5b0b1e424c9e10a40d9e7606d96dcd3dd2b095cb4eeff6829f92238ee")
 
 
-def initial_model(cfg) -> LearnedModel:
+def initial_model(cfg):
+    """The model a config starts from: a LearnedModel, or a PotentialModel (kind potential)."""
     m = cfg.model
     init = m.get("init", "new")
+    if m.get("kind") == "potential":
+        from chronograd.ml.potential_term import PotentialModel
+        from chronograd.ml.train_config import potential_config
+
+        if init == "new":
+            return PotentialModel.initialize(potential_config(m),
+                                             name=m.get("name", "potential"))
+        model, meta = load_model(cfg.resolve(init), kind="potential")
+        if (meta["forcefield"] is None) != ("forcefield" not in m) or (
+                meta["forcefield"] is not None
+                and Path(meta["forcefield"]).name != Path(m["forcefield"]).name):
+            raise cfg.error("model", "forcefield", None, f"the potential in {init} was trained"
+                            f" on {meta['forcefield'] or 'no force field'}; use the same base")
+        return PotentialModel(model.config, model.network, m.get("name", model.name))
     if init == "new":
         keys = ("hidden", "layers", "readout", "seed")
         config = PredictorConfig(**{k: m[k] for k in keys if k in m})
@@ -128,14 +143,14 @@ def run_training(cfg, *, resume: bool = False, stop_after: int | None = None,
         raise cfg.error("output", "directory", None, f"the folder {out.parent} does not exist")
     out.mkdir(exist_ok=True)
     ckpt = out / CHECKPOINT
-    ff = ForceField(cfg.model["forcefield"])
+    ff = ForceField(cfg.model["forcefield"]) if "forcefield" in cfg.model else None
     model = initial_model(cfg)
     freeze = tuple(cfg.model.get("freeze", []))
     train_ff = bool(cfg.model.get("train_forcefield", False))
     state = {"stage": 0, "epoch": 0, "best_val": None, "bad": 0, "log": [], "wall_s": 0.0}
-    trainable = {"model": model.weights}
+    trainable = {model.params_key: model.weights}
     if train_ff:
-        trainable["forcefield"] = ff.params
+        trainable[model.base_key] = ff.params
     blob = None
     if resume:
         if not ckpt.is_file():
@@ -149,8 +164,12 @@ def run_training(cfg, *, resume: bool = False, stop_after: int | None = None,
         if not isinstance(blob, dict) or not all(k in blob for k in (*state, "trainable",
                                                                       "best", "opt_state")):
             raise InputError(f"{ckpt}: the checkpoint holds no training state")
+        if header.get("model", _describe(model)) != _describe(model):
+            raise InputError(f"{ckpt}: the checkpoint was written for {header['model']}, but"
+                             f" the config trains {_describe(model)}; start again without"
+                             " --resume")
         trainable = _like(blob["trainable"], trainable, ckpt)
-        model = model.with_weights(trainable["model"])
+        model = model.with_weights(trainable[model.params_key])
         state = {k: blob[k] for k in state}
     epochs_run, start = 0, time.perf_counter()
     summary_stages = []
@@ -205,7 +224,7 @@ def run_training(cfg, *, resume: bool = False, stop_after: int | None = None,
             if state["epoch"] % every == 0 or done or halt or state["epoch"] == epochs:
                 state["wall_s"] += time.perf_counter() - start
                 start = time.perf_counter()
-                _save(ckpt, cfg, si, state, trainable, best, opt_state)
+                _save(ckpt, cfg, si, state, trainable, best, opt_state, model)
             if done:
                 stopped_early = True
                 break
@@ -215,7 +234,7 @@ def run_training(cfg, *, resume: bool = False, stop_after: int | None = None,
                         "loss": float(value), "output": str(out)}
         bar.close()
         trainable = best
-        model = model.with_weights(trainable["model"])
+        model = model.with_weights(trainable[model.params_key])
         metrics = {"train": tset.metrics({**fixed, **trainable})}
         if vset is not None:
             metrics["validation"] = vset.metrics({**fixed, **trainable})
@@ -225,8 +244,8 @@ def run_training(cfg, *, resume: bool = False, stop_after: int | None = None,
         state.update({"stage": si + 1, "epoch": 0, "best_val": None, "bad": 0})
         state["wall_s"] += time.perf_counter() - start
         start = time.perf_counter()
-        _save(ckpt, cfg, si + 1, state, trainable, trainable, opt_state)
-    save_model(model, out / "model", forcefield=cfg.model["forcefield"],
+        _save(ckpt, cfg, si + 1, state, trainable, trainable, opt_state, model)
+    save_model(model, out / "model", forcefield=cfg.model.get("forcefield"),
                notes={"config": cfg.path.name, "stages": [s["name"] for s in cfg.stages]})
     summary = {"finished": True, "output": str(out), "stages": summary_stages,
                "wall_s": state["wall_s"]}
@@ -247,12 +266,22 @@ def _like(leaves, template, where):
     return jax.tree_util.tree_unflatten(t_tree, [jax.numpy.asarray(a) for a in leaves])
 
 
-def _save(path, cfg, stage, state, trainable, best, opt_state):
+def _describe(model) -> str:
+    """What a checkpoint's weights belong to, e.g. "a painn potential (hidden 32, 3 layers)"."""
+    c = model.config
+    if hasattr(c, "architecture"):
+        return f"a {c.architecture} potential (hidden {c.hidden}, {c.layers} layers, n_rbf" \
+               f" {c.n_rbf})"
+    return f"a parameter predictor (hidden {c.hidden}, {c.layers} layers)"
+
+
+def _save(path, cfg, stage, state, trainable, best, opt_state, model=None):
     arrays: dict = {}
     leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]  # noqa: E731
     blob = {**state, "stage": stage, "trainable": leaves(trainable), "best": leaves(best),
             "opt_state": leaves(opt_state)}
     header = {"format": FORMAT, "version": VERSION, "config_sha256": cfg.sha256,
+              **({"model": _describe(model)} if model is not None else {}),
               "state": encode(blob, arrays)}
     write_archive(path, header, arrays)
 

@@ -30,7 +30,6 @@ import numpy as np
 import optax
 
 from chronograd.errors import InputError
-from chronograd.ml.learned_system import learned_system
 from chronograd.ml.predictor import N_PERIODICITIES
 from chronograd.system import structure as st
 from chronograd.system.batch import stack_systems
@@ -105,9 +104,10 @@ def _residual_sums(e, g, slots, d):
     out = {
         "energy": jnp.sum(w * de ** 2),
         "forces": jnp.sum(w[:, None, None] * d.atom[None, :, None] * (-g - d.forces) ** 2),
-        "charges": d.has_charges * jnp.sum(d.atom * (slots["Nonbonded"]["charge"]
-                                                      - d.charges) ** 2),
     }
+    if "Nonbonded" in slots:  # a learned potential alone has no charges
+        out["charges"] = d.has_charges * jnp.sum(d.atom * (slots["Nonbonded"]["charge"]
+                                                           - d.charges) ** 2)
     return out
 
 
@@ -145,14 +145,16 @@ _PREDICT = jax.jit(lambda structures, data, params: tuple(
 
 
 class TrainingSet:
-    """Examples as learned systems in padded buckets, with the counts that turn sums into
-    means. ``params`` is the systems' shared ``{"forcefield": θ, "model": weights}``."""
+    """Examples as systems of ``model`` in padded buckets, with the counts that turn sums into
+    means. ``params`` is the systems' shared parameters: ``{"forcefield": θ, "model":
+    weights}`` for a learned parameter model, ``{"base": θ, "potential": weights}`` for a
+    learned potential (``model.build_system`` makes each molecule's system)."""
 
     def __init__(self, ff, model, examples: list[Example], *, n_buckets: int = 2, freeze=()):
         if not examples:
             raise InputError("no training examples")
         self.examples = list(examples)
-        systems = [learned_system(ff, ex.molecule, model, freeze=freeze) for ex in examples]
+        systems = [model.build_system(ff, ex.molecule, freeze=freeze) for ex in examples]
         self.batch = stack_systems(systems, n_buckets=n_buckets,
                                    names=[ex.name for ex in examples])
         self.params = systems[0].params

@@ -56,6 +56,8 @@ def _sizes(system) -> dict:
             out[(term.name, "exceptions")] = len(term.exception_atoms)
             out[(term.name, "pairs")] = len(term.pairs)
             out[(term.name, "classes")] = len(term.lj_class_counts)
+        elif _is_potential_term(term):
+            out[(term.name, "pairs")] = len(term.pairs)
         else:
             out[(term.name, "rows")] = len(term.atoms)
     source = _ff_part(system.source)
@@ -66,7 +68,7 @@ def _sizes(system) -> dict:
         if isinstance(rule, ExceptionRule):
             out[(rule.term, "rule")] = len(rule.atoms)
     if _is_learned(system.source):  # the predictor's graph and pooled index rows
-        g, index = system.source.graph, system.source.index
+        g, index = _inner(system.source).graph, _inner(system.source).index
         out[("graph", "edges")] = len(g.edge_mask)
         out[("graph", "components")] = len(g.component_charge)
         for field, rows in index._asdict().items():
@@ -74,12 +76,25 @@ def _sizes(system) -> dict:
     return out
 
 
+def _is_potential_term(term) -> bool:
+    return getattr(term, "kind", None) == "neural_potential"
+
+
+def _inner(source):
+    """The source under a learned potential's (which adds the network's weights)."""
+    from chronograd.ml.potential_term import PotentialSource
+
+    return source.base if isinstance(source, PotentialSource) else source
+
+
 def _is_learned(source) -> bool:
+    source = _inner(source)
     return hasattr(source, "forcefield") and hasattr(source, "graph")
 
 
 def _ff_part(source):
     """The ForceFieldSource of a system (itself, or the force-field part of a learned one)."""
+    source = _inner(source)
     return source.forcefield if _is_learned(source) else source
 
 
@@ -111,6 +126,10 @@ def _pad_system(system, sizes: dict) -> st.SystemStructure:
                 pairs=_pad_rows(term.pairs, sizes[(term.name, "pairs")], n).astype(np.int32),
                 lj_class=_pad_rows(term.lj_class, n, 0).astype(np.int32),
                 lj_class_counts=_pad_rows(term.lj_class_counts, sizes[(term.name, "classes")], 0))
+        elif _is_potential_term(term):  # padded atoms: species -1; padded pairs: index N
+            new = replace(term, species=_pad_rows(term.species, n, -1).astype(np.int32),
+                          pairs=_pad_rows(term.pairs, sizes[(term.name, "pairs")],
+                                          n).astype(np.int32))
         else:
             rows = sizes[(term.name, "rows")]
             changes = {"atoms": _pad_rows(term.atoms, rows, n).astype(np.int32)}
@@ -140,13 +159,15 @@ def _pad_system(system, sizes: dict) -> st.SystemStructure:
     if _is_learned(system.source):
         from chronograd.ml.graph import pad_graph
 
-        learned = system.source
+        learned = _inner(system.source)
         graph = pad_graph(learned.graph, n, sizes[("graph", "edges")],
                           sizes[("graph", "components")])
         index = type(learned.index)(**{
             f: _pad_rows(rows, sizes[("index", f)], n).astype(np.int32)
             for f, rows in learned.index._asdict().items()})
         padded = replace(learned, forcefield=padded, graph=graph, index=index)
+    if _inner(system.source) is not system.source:  # a learned potential on top
+        padded = replace(system.source, base=padded)
     return st.SystemStructure(tuple(terms), padded, ())
 
 
@@ -159,6 +180,8 @@ def _signature(system) -> tuple:
         if isinstance(t, NonbondedTerm):
             terms.append(("nonbonded", t.name, t.method, t.cutoff, t.switch_distance,
                           t.report_names))
+        elif _is_potential_term(t):
+            terms.append(("potential", t.name, t.skeleton, t.cutoff, t.neighbors))
         else:
             terms.append((type(t).__name__, t.name, t.periodic))
     source = _ff_part(system.source)
@@ -167,8 +190,10 @@ def _signature(system) -> tuple:
     rules = tuple(type(r).__name__ for r in source.rules)
     learned = None
     if _is_learned(system.source):
-        learned = (system.source.skeleton, system.source.frozen, system.source.name)
-    return tuple(terms), maps, frozen, rules, learned
+        inner = _inner(system.source)
+        learned = (inner.skeleton, inner.frozen, inner.name)
+    potential = _inner(system.source) is not system.source
+    return tuple(terms), maps, frozen, rules, learned, potential
 
 
 def _check(systems, names) -> None:
@@ -186,9 +211,10 @@ def _check(systems, names) -> None:
         if s.virtual_sites:
             raise InputError(f"{what}: has virtual sites, which batches do not pad yet;"
                              " evaluate it with system.energy")
-        if s.uses_neighbor_list:
+        if s.uses_neighbor_list or any(_is_potential_term(t) and t.periodic
+                                       for t in s.terms):
             raise InputError(
-                f"{what}: has a nonbonded cutoff ({s.nonbonded.method}); batches hold molecules"
+                f"{what}: is periodic or has a nonbonded cutoff; batches hold molecules"
                 " without a cutoff (vacuum); evaluate periodic systems one by one")
         if first is None:
             first = (k, _signature(s), jax.tree_util.tree_structure(s.params),

@@ -253,6 +253,9 @@ class System:
                 f" ({float(np.min(np.diag(box))):.4f} nm); the minimum-image convention needs a"
                 " larger box or a shorter cutoff"
             )
+        for term in self.terms:
+            if hasattr(term, "check_box"):  # e.g. a learned potential's own cutoff
+                term.check_box(box, where=f"{at}box")
         return pos, box
 
     def _evaluate(self, what: str, positions, box, params):

@@ -113,6 +113,9 @@ def check_system(system, source: str) -> None:
         if isinstance(term, NonbondedTerm):
             _check_nonbonded(source, term, slots[term.name], n)
             continue
+        if term.kind == "neural_potential":  # weights were checked when the model was read
+            _indices(where, "pairs", term.pairs, 2, n)
+            continue
         atoms = _indices(where, "atoms", term.atoms, _WIDTH[term.kind], n)
         for attr in term.param_names:
             _values(where, attr, slots[term.name][attr], atoms.shape[0])
