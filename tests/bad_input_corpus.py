@@ -26,6 +26,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 QM = HERE.parent / "data" / "qm"
 SAGE = "openff-2.2.1.offxml"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "chronograd" / "ml" / "models" / "default"
 MARKER = "PLANTED_CODE_RAN"  # a folder that a planted pickle would create
 
 
@@ -70,6 +71,14 @@ def ethanol_sdf_text() -> str:
     with Chem.SDWriter(out) as writer:
         writer.write(rd)
     return out.getvalue()
+
+
+def model_copy(d: Path) -> str:
+    """A copy of the shipped parameter model in the case's folder (a relative name)."""
+    import shutil
+
+    shutil.copytree(DEFAULT_MODEL, d / "pm", dirs_exist_ok=True)
+    return "pm"
 
 
 def sdf(d: Path, text: str | None = None, name: str = "mol.sdf") -> str:
@@ -567,6 +576,12 @@ CASES = [
     Case("energy-model-with-charges", "`energy --model default --charges am1bcc a.sdf`",
          lambda d: ["energy", "--model", "default", "--charges", "am1bcc", sdf(d)],
          "--charges does not apply with --model"),
+    Case("energy-potential-not-a-potential", "`energy --potential` given a parameter model",
+         lambda d: ["energy", "--potential", model_copy(d), sdf(d)],
+         "not a learned potential"),
+    Case("energy-model-and-potential", "`energy --model default --potential P a.sdf`",
+         lambda d: ["energy", "--model", "default", "--potential", model_copy(d), sdf(d)],
+         "give --model or --potential, not both"),
     Case("combined-ff-id-clash", "two force fields that use one id for different SMIRKS",
          lambda d: ["energy", "--ff", SAGE + "," + offxml(
              d, sage_text()[sage_text().index("<Bonds"):], sage_text()[sage_text().index(

@@ -135,7 +135,7 @@ def system_to_dict(system: System, params=None) -> dict:
         if term.kind not in _FIELDS:
             raise InputError(
                 f"term {term.name!r} ({term.kind}) has no JSON form; a learned potential is"
-                " saved as a model directory (chronograd.ml.save_potential), not in a system"
+                " saved as a model directory (chronograd.ml.save_model), not in a system"
                 " file")
         entry = {"kind": term.kind, "name": term.name}
         for f in _FIELDS[term.kind]:
