@@ -136,3 +136,43 @@ def test_weights_of_another_architecture_are_refused_by_name(tmp_path):
     with pytest.raises(InputError, match="config changed|written for a painn"):
         run_training(load_train_config(tmp_path / "c/train.toml"), resume=True,
                      progress=False)
+
+
+def test_delta_loss_gradient_reaches_theta_and_weights_jointly():
+    """U = U_Sage(θ) + U_NN(w): one reverse pass of the force-matching loss gives dL/dθ and
+    dL/dw, each equal to central differences (so θ and w can train jointly or apart)."""
+    import equinox as eqx
+
+    from chronograd.forcefield import ForceField
+    from chronograd.ml.training import Example, LossWeights, TrainingSet, loss_fn
+
+    ff = ForceField("openff_unconstrained-2.2.1.offxml")
+    model = PotentialModel.initialize(PotentialConfig(hidden=6, layers=1, n_rbf=5, seed=4,
+                                                      energy_scale=2.0))
+    examples = [Example(r.id, r.molecule, r.positions[:3], r.energy[:3], r.forces[:3])
+                for r in load_qm_dataset(QM, records=RECORDS[:2])]
+    tset = TrainingSet(ff, model, examples, n_buckets=1)
+    loss = jax.jit(loss_fn(tset, LossWeights()))
+    params = tset.params
+    grads = jax.grad(loss)(params)
+    row = int(np.argmax(np.abs(np.asarray(grads["base"]["Bonds"]["k"]))))
+    h = 1e-3 * float(params["base"]["Bonds"]["k"][row])
+
+    def with_k(d):
+        k = params["base"]["Bonds"]["k"].at[row].add(d)
+        return loss({**params, "base": {**params["base"], "Bonds": {
+            **params["base"]["Bonds"], "k": k}}})
+
+    fd = (with_k(h) - with_k(-h)) / (2 * h)
+    assert float(grads["base"]["Bonds"]["k"][row]) == pytest.approx(float(fd), rel=1e-5)
+
+    def get(w):
+        return w.interactions[0].filter_in.weight
+
+    def with_w(d):
+        w = eqx.tree_at(get, params["potential"], get(params["potential"]).at[1, 2].add(d))
+        return loss({**params, "potential": w})
+
+    fd = (with_w(1e-5) - with_w(-1e-5)) / 2e-5
+    assert float(get(grads["potential"])[1, 2]) == pytest.approx(float(fd), rel=1e-5)
+    assert abs(float(fd)) > 0

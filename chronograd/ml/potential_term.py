@@ -204,7 +204,10 @@ def with_potential(system, model: PotentialModel, atomic_numbers, *, label: str 
     if len(atomic_numbers) != system.n_atoms or system.virtual_sites:
         raise InputError(f"{len(atomic_numbers)} atomic numbers for {system.n_atoms} particles"
                          "; a potential needs one element per atom (no virtual sites)")
-    box = system.box if system.periodic or system.box is not None else None
+    if system.periodic and system.box is None:
+        raise InputError("the system is periodic but has no default box; a potential sizes its"
+                         " neighbor list from the box: build the system with box=")
+    box = system.box
     term = model.term(atomic_numbers, box=box, label=label)
     base = system.source
     if base is not None and not _is_pytree_node(base):
