@@ -11,7 +11,7 @@ force RMSE against QM, side by side:
 - the learned parameter model shipped as ``default`` (issue 15),
 - SchNet and PaiNN potentials trained alone (data/models/potential_schnet.toml,
   potential_painn.toml),
-- a SchNet Δ-correction on Sage 2.2.1 (data/models/potential_delta.toml; θ fixed).
+- a PaiNN Δ-correction on Sage 2.2.1 (data/models/potential_delta.toml; θ fixed).
 
 The potentials are trained here unless their output folders already hold a model
 (``--retrain`` forces it). Then 100 ps of NVE (velocity Verlet, 0.5 fs, from a minimum at
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "qm_mols"
 MODELS = ROOT / "data" / "models"
 POTENTIALS = {"SchNet alone": "potential_schnet.toml", "PaiNN alone": "potential_painn.toml",
-              "Δ SchNet on Sage 2.2.1": "potential_delta.toml"}
+              "Δ PaiNN on Sage 2.2.1": "potential_delta.toml"}
 
 
 def trained_potential(config_name: str, retrain: bool):
@@ -209,7 +209,7 @@ def main(argv=None):
               f" forward + backward {t_torch:.2f} ms (x{t_torch / t_jax:.2f})."]
     write_section("potentials", "\n".join(lines))
     print("\n".join(lines))
-    delta = columns["Δ SchNet on Sage 2.2.1"]["overall"]
+    delta = columns["Δ PaiNN on Sage 2.2.1"]["overall"]
     return 0 if delta[1] < columns["Sage 2.2.1"]["overall"][1] else 1
 
 
