@@ -40,13 +40,14 @@ def setup():
 
 def test_batched_sums_equal_per_molecule_sums(setup):
     ff, model, examples = setup
+    examples = examples[1:]  # two molecules with 4 and 5 conformers: padding either way
     together = TrainingSet(ff, model, examples, n_buckets=1)
     sums = together.sums(together.params)
     alone = [TrainingSet(ff, model, [ex]) for ex in examples]
     for key, value in sums.items():
         expected = sum(float(t.sums(t.params)[key]) for t in alone)
         assert abs(float(value) - expected) <= 1e-9 * max(1.0, abs(expected)), key
-    assert together.counts["energy"] == 3 + 4 + 5
+    assert together.counts["energy"] == 4 + 5
     # and so are their gradients with respect to the model weights (one reverse pass over the
     # padded batch = the sum of the per-molecule gradients)
     def total(t):
