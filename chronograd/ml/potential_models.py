@@ -119,6 +119,21 @@ class _Readout(eqx.Module):
         return jnp.where(real, e, 0.0)
 
 
+def _common_parts(config: PotentialConfig):
+    """(block keys, embedding [elements, F], readout) shared by both architectures."""
+    keys = jax.random.split(jax.random.PRNGKey(config.seed), config.layers + 2)
+    f, n = config.hidden, len(config.elements)
+    embedding = jax.random.normal(keys[0], (n, f)) / math.sqrt(f)
+    return keys[2:], embedding, _Readout(f, n, config.energy_scale, keys[1])
+
+
+def _embed(embedding, species, edges: Edges, c: PotentialConfig):
+    """(atom embeddings [N, F] (padded atoms zero), radial basis [E, n_rbf], weights [E])."""
+    h = embedding[jnp.maximum(species, 0)] * (species >= 0)[:, None]
+    rbf = radial_basis(c.basis, edges.distances, c.cutoff, c.n_rbf)
+    return h, rbf, edge_weights(edges, c.cutoff, c.envelope)
+
+
 class _SchNetInteraction(eqx.Module):
     filter_in: eqx.nn.Linear
     filter_out: eqx.nn.Linear
@@ -150,20 +165,14 @@ class SchNet(eqx.Module):
     config: PotentialConfig = eqx.field(static=True)
 
     def __init__(self, config: PotentialConfig):
-        keys = jax.random.split(jax.random.PRNGKey(config.seed), config.layers + 2)
-        f = config.hidden
-        self.embedding = jax.random.normal(keys[0], (len(config.elements), f)) / math.sqrt(f)
-        self.interactions = tuple(_SchNetInteraction(f, config.n_rbf, k)
-                                  for k in keys[2:])
-        self.readout = _Readout(f, len(config.elements), config.energy_scale, keys[1])
+        keys, self.embedding, self.readout = _common_parts(config)
+        self.interactions = tuple(_SchNetInteraction(config.hidden, config.n_rbf, k)
+                                  for k in keys)
         self.config = config
 
     def features(self, species, edges: Edges):
         """Scalar atom features [N, F] (padded atoms zero) and no vector features."""
-        c = self.config
-        h = self.embedding[jnp.maximum(species, 0)] * (species >= 0)[:, None]
-        rbf = radial_basis(c.basis, edges.distances, c.cutoff, c.n_rbf)
-        w = edge_weights(edges, c.cutoff, c.envelope)
+        h, rbf, w = _embed(self.embedding, species, edges, self.config)
         for block in self.interactions:
             h = block(h, edges, rbf, w)
         return h, None
@@ -221,21 +230,15 @@ class PaiNN(eqx.Module):
     config: PotentialConfig = eqx.field(static=True)
 
     def __init__(self, config: PotentialConfig):
-        keys = jax.random.split(jax.random.PRNGKey(config.seed), config.layers + 2)
-        f = config.hidden
-        self.embedding = jax.random.normal(keys[0], (len(config.elements), f)) / math.sqrt(f)
-        self.blocks = tuple(_PaiNNBlock(f, config.n_rbf, k) for k in keys[2:])
-        self.readout = _Readout(f, len(config.elements), config.energy_scale, keys[1])
+        keys, self.embedding, self.readout = _common_parts(config)
+        self.blocks = tuple(_PaiNNBlock(config.hidden, config.n_rbf, k) for k in keys)
         self.config = config
 
     def features(self, species, edges: Edges):
         """(scalar features [N, F], vector features [N, 3, F]); padded atoms zero."""
-        c = self.config
-        real = (species >= 0)
-        s = self.embedding[jnp.maximum(species, 0)] * real[:, None]
+        real = species >= 0
+        s, rbf, w = _embed(self.embedding, species, edges, self.config)
         vec = jnp.zeros((s.shape[0], 3, s.shape[1]), s.dtype)
-        rbf = radial_basis(c.basis, edges.distances, c.cutoff, c.n_rbf)
-        w = edge_weights(edges, c.cutoff, c.envelope)
         unit = edges.unit_vectors()
         for block in self.blocks:
             s, vec = block(s, vec, edges, rbf, w, unit)
