@@ -13,6 +13,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+import jax  # noqa: E402
+
 import chronograd  # noqa: E402,F401  (enables float64 before any test builds arrays)
 
 
@@ -23,3 +25,26 @@ def pytest_collection_finish(session):
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 20, 50)
+
+
+# Linux's default vm.max_map_count is 65,530; every loaded XLA CPU executable holds its own
+# memory mappings. A worker that keeps the programs of ~30 test files alive passes 50,000 of
+# them, and XLA's next compile or cache write segfaults (seen in CI). Programs are shared
+# across files (that saves minutes), so they are dropped only past this many mappings.
+MAX_MAPPINGS = 20_000
+
+
+def _mappings() -> int:
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:  # not Linux: no such limit to respect
+        return 0
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """Between test files, free all compiled programs once the worker holds too many
+    mappings; later files reload what they share from the persistent cache on disk."""
+    if (nextitem is None or nextitem.module is not item.module) and _mappings() > MAX_MAPPINGS:
+        jax.clear_caches()
+        gc.collect()
