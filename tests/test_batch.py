@@ -48,7 +48,7 @@ def positions():
     return [np.asarray(m.positions) for m in molecules()]
 
 
-@pytest.mark.parametrize("n", [12, pytest.param(50, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n", [4] + [pytest.param(n, marks=pytest.mark.slow) for n in (12, 50)])
 def test_batched_energies_forces_and_theta_gradients_equal_per_molecule(n):
     """Every 4th of the 50 molecules in the default suite (12; each per-molecule reference
     costs a compilation of ~3 s), all 50 in the slow one."""

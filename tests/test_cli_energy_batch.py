@@ -35,6 +35,7 @@ def folder(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_many_files_give_json_lines_equal_to_single_runs(folder):
     files = list(SMILES)
     res = run_cli("energy", "--ff", FF, *files, "--charges", "gasteiger", "--json", cwd=folder)

@@ -21,6 +21,7 @@ def rows(path):
     return list(csv.DictReader(open(path)))
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     full = run(*BASE, "--steps", 200, "-o", "full.xtc", "--state-data", "full.csv",
                "--minimize", cwd=tmp_path)

@@ -93,6 +93,7 @@ def test_water_box_ljpme():
     assert_pme_parameters_match_context(omm, system, dispersion=True)
 
 
+@pytest.mark.slow
 def test_villin_amber14_solvated_ljpme():
     omm, pos, box = villin(True, method=app.LJPME)
     compare_with_openmm(omm, pos, box)

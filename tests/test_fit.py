@@ -61,6 +61,7 @@ def test_objective_gradient_matches_central_differences(ethanol):
     np.testing.assert_allclose(2 * J.T @ r, grad, rtol=1e-9, atol=1e-9 * scale)
 
 
+@pytest.mark.slow
 def test_optimized_geometry_gradient_matches_central_differences():
     ff = cg.ForceField(FF)
     # one batched minimization: ethanol's 9 atoms padded to 16
@@ -125,6 +126,7 @@ directory = "{out}"
     return load_config(path)
 
 
+@pytest.mark.slow
 def test_resumed_fit_equals_uninterrupted(tmp_path):
     whole = run_fit(_config(tmp_path / "a"), progress=False)
     cfg = _config(tmp_path / "b")
@@ -181,6 +183,7 @@ def test_fitted_offxml_through_openff_toolkit_and_openmm(tmp_path):
         assert system.energy(x) == pytest.approx(e_ref, abs=1e-6 * max(1.0, abs(e_ref)))
 
 
+@pytest.mark.slow
 def test_dask_two_workers_equal_serial(tmp_path):
     pytest.importorskip("dask.distributed")
     serial = run_fit(_config(tmp_path / "s", iterations=2), progress=False)

@@ -39,6 +39,7 @@ def water():
     return ff, target, fp, data
 
 
+@pytest.mark.slow
 def test_gradient_at_the_sampled_parameters_is_the_fluctuation_formula(water):
     ff, target, fp, data = water
     props = jax.jit(lambda ph: target.properties(fp.params(ph), data))
@@ -57,6 +58,7 @@ def test_gradient_at_the_sampled_parameters_is_the_fluctuation_formula(water):
     assert jac["density"][["sigma" in lab for lab in labels].index(True)] < 0
 
 
+@pytest.mark.slow
 def test_reweighted_estimate_gradient_matches_central_differences(water):
     ff, target, fp, data = water
     phi = fp.phi0 * np.array([1.002, 0.999])  # a reweighted point, not the sampled one
@@ -68,6 +70,7 @@ def test_reweighted_estimate_gradient_matches_central_differences(water):
     np.testing.assert_allclose(g, fd, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_reweights_small_moves_and_resimulates_large_ones(water):
     ff, target, fp, _ = water
     n0, before = target.n_simulations, target.sample["frames"]

@@ -16,7 +16,8 @@ FORCE_FIELDS = ["openff-2.2.1.offxml", "openff_unconstrained-2.2.1.offxml"]
 
 @pytest.mark.parametrize(
     "offxml, full",
-    [(f, False) for f in FORCE_FIELDS]
+    [(FORCE_FIELDS[0], False)]
+    + [pytest.param(f, False, marks=pytest.mark.slow) for f in FORCE_FIELDS[1:]]
     + [pytest.param(f, True, marks=pytest.mark.slow) for f in FORCE_FIELDS],
 )
 def test_vacuum_energies_equal_interchange(offxml, full):

@@ -61,6 +61,7 @@ def _check_agreement(res):
     assert res["forward"].diagnostics["tangent_norm"].shape == (30,)
 
 
+@pytest.mark.slow
 def test_forward_mode_equals_finite_differences_on_sage_molecule(glycol):
     _check_agreement(_sage_trajectory_results(glycol, ("forward", "finite-difference")))
 

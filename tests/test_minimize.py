@@ -32,7 +32,8 @@ def systems():
     return out
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [list(CASES)[0]] + [
+    pytest.param(name, marks=pytest.mark.slow) for name in list(CASES)[1:]])
 def test_lbfgs_reaches_openmm_minimum(systems, name):
     system, x0 = systems[name]
     result = minimize(system, x0, method="lbfgs", tolerance=1.0)

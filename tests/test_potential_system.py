@@ -52,7 +52,7 @@ def test_hybrid_energy_is_the_sum_and_one_gradient_reaches_theta_and_weights(set
     assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(g["potential"])) > 0
 
 
-@pytest.mark.parametrize("with_ff", [False, True])
+@pytest.mark.parametrize("with_ff", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_batches_equal_single_systems(setup, with_ff):
     ff, model, mols = setup
     systems = [potential_system(m, model, ff=ff if with_ff else None, charges="gasteiger")
@@ -72,6 +72,7 @@ def test_batches_equal_single_systems(setup, with_ff):
         np.testing.assert_allclose(a, b, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_dynamics_minimization_and_trajectory_gradients_run_unchanged(setup):
     import chronograd.dynamics as dyn
     from chronograd import observables as obs

@@ -51,6 +51,7 @@ def write(folder: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_training_reports_what_an_independent_evaluation_measures(tmp_path):
     summary = run_training(load_train_config(write(tmp_path, CONFIG)), progress=False)
     out = tmp_path / "out"

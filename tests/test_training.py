@@ -38,6 +38,7 @@ def setup():
     return ff, model, examples
 
 
+@pytest.mark.slow
 def test_batched_sums_equal_per_molecule_sums(setup):
     ff, model, examples = setup
     examples = examples[1:]  # two molecules with 4 and 5 conformers: padding either way
