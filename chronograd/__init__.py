@@ -30,6 +30,7 @@ from chronograd.system import (  # noqa: E402
     param_gradient_fn,
     stack_systems,
 )
+from chronograd.system.particles import particle_system  # noqa: E402
 from chronograd.system.serialize import load, save  # noqa: E402
 from chronograd.topology import Molecule  # noqa: E402
 
@@ -57,6 +58,7 @@ __all__ = [
     "mixed_jvp_fn",
     "mixed_vjp_fn",
     "param_gradient_fn",
+    "particle_system",
     "save",
     "simulate",
     "stack_systems",

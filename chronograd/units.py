@@ -22,6 +22,13 @@ AVOGADRO = 6.02214076e23  # 1/mol
 # (CODATA 2018, exact), OpenMM's BOLTZ. The only definition in chronograd.
 BOLTZMANN = 0.00831446261815324
 
+
+def reduced_temperature_to_kelvin(t_reduced: float, epsilon: float = 1.0) -> float:
+    """The temperature in K of a reduced temperature T* = k_B T / epsilon (epsilon in kJ/mol):
+    particle systems in reduced units (sigma = epsilon = m = 1 are 1 nm, 1 kJ/mol, 1 amu, so
+    the time unit is 1 ps) pass this to the integrators."""
+    return float(t_reduced) * float(epsilon) / BOLTZMANN
+
 # Multiply a value in the named unit by these to get internal units.
 NANOMETER = 1.0
 ANGSTROM = 0.1

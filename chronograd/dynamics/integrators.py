@@ -73,7 +73,7 @@ def _integrator(system, timestep, name, extra_init, make, *, remove_com, neighbo
         raise InputError(f"particle {bad[0]} has mass {masses[bad[0]]} amu; masses must be"
                          " finite and >= 0 (0 for virtual sites and fixed particles)")
     con = build_constraints(system.constraints, system.constraint_distances, masses)
-    dof = degrees_of_freedom(masses, 0 if con is None else con.n, remove_com)
+    dof = degrees_of_freedom(masses, 0 if con is None else con.n, remove_com, system.dim)
     nl_fns = system.neighbor_list(skin=skin) if choose_neighbor_list(system, neighbor_list) \
         else None
     compute = force_fn(system, nl_fns)
@@ -92,7 +92,7 @@ def _integrator(system, timestep, name, extra_init, make, *, remove_com, neighbo
         if velocities is not None:
             v = jnp.asarray(velocities, x.dtype)
         elif temperature is not None:
-            v = maxwell_boltzmann(vkey, masses, float(temperature), x.dtype)
+            v = maxwell_boltzmann(vkey, masses, float(temperature), x.dtype, system.dim)
         else:
             v = jnp.zeros_like(x)
         if remove_com:

@@ -42,10 +42,11 @@ def kinetic_energy(velocities, masses):
     return 0.5 * jnp.sum(jnp.asarray(masses, velocities.dtype)[:, None] * velocities ** 2)
 
 
-def degrees_of_freedom(masses, n_constraints: int, remove_com: bool) -> int:
-    """3 per massive particle, minus constraints, minus 3 if the centre of mass is fixed."""
+def degrees_of_freedom(masses, n_constraints: int, remove_com: bool, dim: int = 3) -> int:
+    """``dim`` per massive particle, minus constraints, minus ``dim`` if the centre of mass is
+    fixed."""
     n = int(np.sum(np.asarray(masses) > 0))
-    return 3 * n - int(n_constraints) - (3 if remove_com else 0)
+    return dim * n - int(n_constraints) - (dim if remove_com else 0)
 
 
 def temperature(velocities, masses, dof: int):
@@ -58,8 +59,8 @@ def remove_com_velocity(v, masses):
     return jnp.where(m > 0, v - com, 0.0)
 
 
-def maxwell_boltzmann(key, masses, temperature_k: float, dtype=jnp.float64):
-    """Velocities [N, 3] nm/ps drawn at ``temperature_k``; massless particles get zero."""
+def maxwell_boltzmann(key, masses, temperature_k: float, dtype=jnp.float64, dim: int = 3):
+    """Velocities [N, dim] nm/ps drawn at ``temperature_k``; massless particles get zero."""
     inv = jnp.asarray(inverse_masses(masses), dtype)[:, None]
     sigma = jnp.sqrt(BOLTZMANN * temperature_k * inv)
-    return sigma * jax.random.normal(key, (len(masses), 3), dtype)
+    return sigma * jax.random.normal(key, (len(masses), dim), dtype)

@@ -19,7 +19,12 @@ from chronograd.errors import InputError, UnsupportedForceError
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.nonbonded_settings import nonbonded_term
 from chronograd.system.system import System
-from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
+from chronograd.system.terms import (
+    HarmonicAngleTerm,
+    HarmonicBondTerm,
+    MorseBondTerm,
+    PeriodicTorsionTerm,
+)
 from chronograd.system.validate import check_system
 from chronograd.system.virtual_sites import VirtualSites, resolved_weights
 
@@ -271,6 +276,10 @@ def to_openmm(system: System, params=None):
             raise InputError(
                 f"term {term.name!r} is a graph-network potential, which an OpenMM System"
                 " cannot hold; export the system without it (or run it in chronograd)")
+        if term.kind in ("pair_potential", "harmonic_trap"):
+            raise InputError(
+                f"term {term.name!r} ({term.kind} of a particle system) has no OpenMM export"
+                " yet; run the particle system in chronograd")
     params = system.slots(params)
     out = openmm.System()
     for m in np.asarray(system.masses):
@@ -286,6 +295,13 @@ def to_openmm(system: System, params=None):
             f = openmm.HarmonicBondForce()
             for (i, j), r0, k in zip(term.atoms, p["length"], p["k"], strict=True):
                 f.addBond(int(i), int(j), float(r0), float(k))
+        elif isinstance(term, MorseBondTerm):
+            f = openmm.CustomBondForce("D*(1-exp(-a*(r-r0)))^2")
+            for name in ("r0", "D", "a"):
+                f.addPerBondParameter(name)
+            for (i, j), r0, d, a in zip(term.atoms, p["length"], p["depth"], p["alpha"],
+                                        strict=True):
+                f.addBond(int(i), int(j), [float(r0), float(d), float(a)])
         elif isinstance(term, HarmonicAngleTerm):
             f = openmm.HarmonicAngleForce()
             for (i, j, l), a0, k in zip(term.atoms, p["angle"], p["k"], strict=True):

@@ -37,8 +37,8 @@ class MinimizeResult(NamedTuple):
     status: str
 
 
-def _rms(g, n_real: int):
-    return jnp.sqrt(jnp.sum(g * g) / (3 * n_real))
+def _rms(g, n_dof: int):
+    return jnp.sqrt(jnp.sum(g * g) / n_dof)
 
 
 def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
@@ -52,7 +52,7 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     x = jnp.asarray(x)
     box = None if box is None else jnp.asarray(box)
     masses = np.asarray(system.masses, np.float64)
-    n_real = int(np.sum(masses > 0))
+    n_dof = int(np.sum(masses > 0)) * system.dim  # coordinates of the real particles
     # Minimization has no dynamics: constraints are projected with unit masses (the gradient
     # projection), not the mass-weighted RATTLE metric.
     con = build_constraints(system.constraints, system.constraint_distances,
@@ -60,7 +60,7 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     use_nl = choose_neighbor_list(system, neighbor_list)
     nl_fns = system.neighbor_list() if use_nl else None
     programs = _programs(system, method, float(tolerance), int(max_iterations), use_nl, con,
-                         n_real)
+                         n_dof)
     if con is not None:
         x = programs["shake"](x, x, con, box)
 
@@ -88,14 +88,14 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     nbrs = None if nl_fns is None else nl_fns.allocate(x_final, box)
     x_final, _, u, f = programs["compute"](x_final, box, params, nbrs)
     f = programs["project"](f, x_final, box)
-    rms = float(_rms(f, n_real))
+    rms = float(_rms(f, n_dof))
     status = ("non_finite" if not np.isfinite(float(u)) else
               "converged" if rms < tolerance else "max_iterations")
     return MinimizeResult(np.asarray(x_final), float(u), rms,
                           float(jnp.max(jnp.linalg.norm(f, axis=-1))), iterations, status)
 
 
-def _programs(system, method, tolerance, max_iterations, use_nl, con, n_real) -> dict:
+def _programs(system, method, tolerance, max_iterations, use_nl, con, n_dof) -> dict:
     """The jitted pieces of a minimization, built once per system and options (positions,
     box and parameters are arguments, so later calls reuse them)."""
     key = ("minimize", method, tolerance, max_iterations, use_nl, con is None)
@@ -118,7 +118,7 @@ def _programs(system, method, tolerance, max_iterations, use_nl, con, n_real) ->
             def cond(c):
                 s, k = c
                 return ((k < max_iterations) & (_rms(projected(s.forces, s.positions, box),
-                                                     n_real) >= tolerance)
+                                                     n_dof) >= tolerance)
                         & jnp.isfinite(s.energy))
 
             def body(c):
@@ -139,10 +139,10 @@ def _programs(system, method, tolerance, max_iterations, use_nl, con, n_real) ->
 
         @jax.jit
         def run(flat, nbrs, box, params, budget):
-            shape = (flat.shape[0] // 3, 3)
+            shape = (flat.shape[0] // system.dim, system.dim)
             return lbfgs_run(lambda f: objective(f, nbrs, box, params, shape), flat,
                              max_iterations=budget, tolerance=tolerance,
-                             rms_force=lambda g: _rms(g, n_real))
+                             rms_force=lambda g: _rms(g, n_dof))
     out["run"] = run
     cache[key] = out
     return out

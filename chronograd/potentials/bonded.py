@@ -4,6 +4,7 @@ Each is written once as ``energy(positions, box, params, atoms) -> kJ/mol`` with
 forms of OpenMM's HarmonicBondForce, HarmonicAngleForce and PeriodicTorsionForce:
 
     bond     E = 1/2 k (r - r0)^2              k: kJ/mol/nm^2, r0: nm
+    Morse    E = D (1 - exp(-a (r - r0)))^2    D: kJ/mol, a: 1/nm, r0: nm
     angle    E = 1/2 k (theta - theta0)^2      k: kJ/mol/rad^2, theta0: rad
     torsion  E = k (1 + cos(n phi - phi0))     k: kJ/mol, phi0: rad, n: integer periodicity
 
@@ -40,6 +41,20 @@ def harmonic_bond_energy(positions, box, params, atoms):
     x, valid = gather(positions, atoms)
     r = distances_of(x, box)
     return 0.5 * jnp.sum(jnp.where(valid, params["k"] * (r - params["length"]) ** 2, 0.0))
+
+
+def morse_bond_energy(positions, box, params, atoms):
+    """Sum of D (1 - exp(-a (r - length)))^2 over bonds (zero at the rest length, D when
+    broken): OpenMM's usual CustomBondForce Morse bond.
+
+    Args:
+        params: {"length": [B] nm, "depth": [B] kJ/mol, "alpha": [B] 1/nm}.
+        atoms: [B, 2] int.
+    """
+    x, valid = gather(positions, atoms)
+    r = distances_of(x, box)
+    e = -jnp.expm1(-params["alpha"] * (r - params["length"]))
+    return jnp.sum(jnp.where(valid, params["depth"] * e * e, 0.0))
 
 
 def harmonic_angle_energy(positions, box, params, atoms):

@@ -40,7 +40,8 @@ def gather(positions, atoms):
     n = positions.shape[0]
     valid = jnp.all(atoms < n, axis=-1)
     x = positions[jnp.minimum(atoms, n - 1)]
-    stand_in = jnp.asarray(_PADDING_GEOMETRY[: atoms.shape[-1]], positions.dtype)
+    stand_in = jnp.asarray(_PADDING_GEOMETRY[: atoms.shape[-1], : positions.shape[-1]],
+                           positions.dtype)  # 2D systems: the xy plane of the stand-in
     return jnp.where(valid[..., None, None], x, stand_in), valid
 
 

@@ -18,17 +18,24 @@ import numpy as np
 from chronograd.errors import InputError
 
 
-def check_reduced_box(box, *, where: str = "box") -> np.ndarray:
-    """Validate box vectors on the host; return them as a float64 [3, 3] array.
+def check_reduced_box(box, *, where: str = "box", dim: int = 3) -> np.ndarray:
+    """Validate box vectors on the host; return them as a float64 [dim, dim] array
+    (``dim`` 2 for two-dimensional particle systems: a along x, b in the plane).
 
     Raises:
         InputError: naming what is wrong when the shape, finiteness or reduced form fails.
     """
     b = np.asarray(box, dtype=np.float64)
-    if b.shape != (3, 3):
-        raise InputError(f"{where}: expected box vectors of shape (3, 3) in nm, got {b.shape}")
+    if b.shape != (dim, dim):
+        raise InputError(f"{where}: expected box vectors of shape ({dim}, {dim}) in nm, got"
+                         f" {b.shape}")
     if not np.all(np.isfinite(b)):
         raise InputError(f"{where}: box vectors contain NaN or infinity: {b.tolist()}")
+    if dim == 2:
+        if b[0, 1] != 0 or min(b[0, 0], b[1, 1]) <= 0 or b[0, 0] * (1 + 1e-6) < 2 * abs(b[1, 0]):
+            raise InputError(f"{where}: 2D box vectors must be reduced: a = (ax, 0), b = (bx, by)"
+                             f" with ax, by > 0 and ax >= 2|bx|; got {b.tolist()}")
+        return b
     if b[0, 1] != 0 or b[0, 2] != 0 or b[1, 2] != 0:
         raise InputError(
             f"{where}: box vectors must be in OpenMM's reduced form (a along x, b in the xy "
@@ -63,17 +70,16 @@ def minimum_image(dr, box):
     """Minimum-image displacement vectors.
 
     Args:
-        dr: [..., 3] displacements r_i - r_j, nm.
-        box: [3, 3] reduced box vectors (rows), nm, or None for no periodicity.
+        dr: [..., 3] displacements r_i - r_j, nm ([..., 2] in 2D).
+        box: [3, 3] reduced box vectors (rows), nm ([2, 2] in 2D), or None.
 
     Returns:
         [..., 3] displacements with whole box vectors removed.
     """
     if box is None:
         return dr
-    dr = dr - jnp.round(dr[..., 2:3] / box[2, 2]) * box[2]
-    dr = dr - jnp.round(dr[..., 1:2] / box[1, 1]) * box[1]
-    dr = dr - jnp.round(dr[..., 0:1] / box[0, 0]) * box[0]
+    for k in reversed(range(box.shape[0])):  # c, then b, then a (2D boxes: b, then a)
+        dr = dr - jnp.round(dr[..., k:k + 1] / box[k, k]) * box[k]
     return dr
 
 

@@ -11,9 +11,11 @@ from chronograd.errors import InputError
 COINCIDENT_NM = 1e-4
 
 
-def check_positions(positions, *, where: str | None = None, skip=()) -> np.ndarray:
-    """Positions [N, 3] as float64 after checking them; ``skip``: indices not checked for
-    coincidence (virtual sites, placed from their parents later).
+def check_positions(positions, *, where: str | None = None, skip=(), dim: int = 3,
+                    allow_overlap: bool = False) -> np.ndarray:
+    """Positions [N, dim] as float64 after checking them; ``skip``: indices not checked for
+    coincidence (virtual sites, placed from their parents later); ``allow_overlap``: skip the
+    coincidence check (kernels finite at r = 0, e.g. soft spheres).
 
     Raises:
         InputError: naming the first atom that is not finite, or two atoms at one position.
@@ -22,14 +24,14 @@ def check_positions(positions, *, where: str | None = None, skip=()) -> np.ndarr
 
     at = f"{where}: " if where else ""
     pos = np.asarray(positions, dtype=np.float64)
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise InputError(f"{at}positions must have shape (N, 3) in nm, got {pos.shape}")
+    if pos.ndim != 2 or pos.shape[1] != dim:
+        raise InputError(f"{at}positions must have shape (N, {dim}) in nm, got {pos.shape}")
     bad = np.flatnonzero(~np.all(np.isfinite(pos), axis=1))
     if bad.size:
         raise InputError(f"{at}positions of {bad.size} atom(s) are NaN or infinite, first at"
                          f" atom index {int(bad[0])}: {pos[bad[0]].tolist()}")
     real = np.setdiff1d(np.arange(pos.shape[0]), np.asarray(skip, np.int64))
-    if real.size < 2:
+    if real.size < 2 or allow_overlap:
         return pos
     pairs = cKDTree(pos[real]).query_pairs(COINCIDENT_NM, output_type="ndarray")
     if pairs.size:

@@ -12,12 +12,18 @@ from chronograd.system.derivatives import (
 from chronograd.system.mixed_source import MixedSource, mix_sources
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
-from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
+from chronograd.system.terms import (
+    HarmonicAngleTerm,
+    HarmonicBondTerm,
+    MorseBondTerm,
+    PeriodicTorsionTerm,
+)
 
 __all__ = [
     "HarmonicAngleTerm",
     "HarmonicBondTerm",
     "MixedSource",
+    "MorseBondTerm",
     "NonbondedTerm",
     "PeriodicTorsionTerm",
     "System",

@@ -25,7 +25,12 @@ from chronograd.errors import InputError, SchemaError
 from chronograd.interop.files import atomic_write
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
-from chronograd.system.terms import HarmonicAngleTerm, HarmonicBondTerm, PeriodicTorsionTerm
+from chronograd.system.terms import (
+    HarmonicAngleTerm,
+    HarmonicBondTerm,
+    MorseBondTerm,
+    PeriodicTorsionTerm,
+)
 from chronograd.system.virtual_sites import KINDS as VIRTUAL_SITE_KINDS
 from chronograd.system.virtual_sites import VirtualSites, resolved_weights
 
@@ -34,11 +39,13 @@ VERSION = 1
 
 _TERM_KINDS = {
     cls.kind: cls
-    for cls in (HarmonicBondTerm, HarmonicAngleTerm, PeriodicTorsionTerm, NonbondedTerm)
+    for cls in (HarmonicBondTerm, MorseBondTerm, HarmonicAngleTerm, PeriodicTorsionTerm,
+                NonbondedTerm)
 }
 # Static fields of each term kind and their JSON types (see ``_read_field``).
 _FIELDS = {
     "harmonic_bond": {"atoms": "indices2", "periodic": "bool"},
+    "morse_bond": {"atoms": "indices2", "periodic": "bool"},
     "harmonic_angle": {"atoms": "indices3", "periodic": "bool"},
     "periodic_torsion": {"atoms": "indices4", "periodicity": "ints", "periodic": "bool"},
     "nonbonded": {
@@ -135,8 +142,8 @@ def system_to_dict(system: System, params=None) -> dict:
         if term.kind not in _FIELDS:
             raise InputError(
                 f"term {term.name!r} ({term.kind}) has no JSON form; a learned potential is"
-                " saved as a model directory (chronograd.ml.save_model), not in a system"
-                " file")
+                " saved as a model directory (chronograd.ml.save_model) and a particle"
+                " system is rebuilt with cg.particle_system, not read from a system file")
         entry = {"kind": term.kind, "name": term.name}
         for f in _FIELDS[term.kind]:
             v = getattr(term, f)

@@ -88,6 +88,11 @@ class System:
                                        for vs in self.virtual_sites]))
 
     @property
+    def dim(self) -> int:
+        """Spatial dimension: 3, or 2 for a two-dimensional particle system."""
+        return next((int(t.dim) for t in self.terms if hasattr(t, "dim")), 3)
+
+    @property
     def periodic(self) -> bool:
         nb = self.nonbonded
         return bool(nb is not None and nb.periodic) or any(
@@ -220,8 +225,9 @@ class System:
         """
         at = f"{where}: " if where else ""
         pos = np.asarray(positions, dtype=np.float64)
-        if pos.ndim != 2 or pos.shape[1] != 3:
-            raise InputError(f"{at}positions must have shape (N, 3) in nm, got {pos.shape}")
+        dim = self.dim
+        if pos.ndim != 2 or pos.shape[1] != dim:
+            raise InputError(f"{at}positions must have shape (N, {dim}) in nm, got {pos.shape}")
         sites = self.virtual_site_indices
         if sites.size and pos.shape[0] == self.n_atoms - sites.size:
             # positions of the real atoms only: the virtual sites are placed from their parents
@@ -235,9 +241,20 @@ class System:
                 f"{at}the system has {self.n_atoms} particles{extra} but {pos.shape[0]}"
                 " positions were given"
             )
-        check_positions(pos, where=where, skip=sites)
+        # particles may coincide when every term is finite there (soft spheres, springs) or
+        # checks its own pairs (pair terms name themselves and their kernel)
+        overlap_ok = bool(self.terms) and all(
+            getattr(t, "allows_overlap", False) or hasattr(t, "check_overlaps")
+            for t in self.terms)
+        check_positions(pos, where=where, skip=sites, dim=dim, allow_overlap=overlap_ok)
         if box is None:
             box = self.box
+        if box is not None:
+            box = check_reduced_box(box, where=f"{at}box", dim=dim)
+        for term in self.terms:
+            if hasattr(term, "check_overlaps"):  # kernels not finite at r = 0
+                term.check_overlaps(pos, box if getattr(term, "periodic", False) else None,
+                                    where=where or "")
         if box is None:
             if self.periodic:
                 raise InputError(
@@ -245,7 +262,6 @@ class System:
                     " was given and it has no default box; pass box vectors in nm"
                 )
             return pos, None
-        box = check_reduced_box(box, where=f"{at}box")
         nb = self.nonbonded
         if nb is not None and nb.periodic and nb.cutoff > 0.5 * float(np.min(np.diag(box))):
             raise InputError(

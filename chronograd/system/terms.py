@@ -20,6 +20,7 @@ import numpy as np
 from chronograd.potentials.bonded import (
     harmonic_angle_energy,
     harmonic_bond_energy,
+    morse_bond_energy,
     periodic_torsion_energy,
 )
 
@@ -32,6 +33,7 @@ class _BondedTerm:
     name: str
     atoms: np.ndarray
     periodic: bool = field(default=False, kw_only=True)
+    allows_overlap: ClassVar[bool] = True  # finite at coincident atoms (double-where)
     kind: ClassVar[str]
     report: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]]
@@ -53,6 +55,19 @@ class HarmonicBondTerm(_BondedTerm):
 
     def _energy(self, positions, box, params):
         return harmonic_bond_energy(positions, box, params, jnp.asarray(self.atoms))
+
+
+@dataclass(frozen=True, eq=False)
+class MorseBondTerm(_BondedTerm):
+    """D (1 - exp(-alpha (r - length)))^2 over ``atoms`` [B, 2]; params {"length" nm,
+    "depth" kJ/mol, "alpha" 1/nm}. Reported as ``morse_bond``."""
+
+    kind: ClassVar[str] = "morse_bond"
+    report: ClassVar[str] = "morse_bond"
+    param_names: ClassVar[tuple[str, ...]] = ("length", "depth", "alpha")
+
+    def _energy(self, positions, box, params):
+        return morse_bond_energy(positions, box, params, jnp.asarray(self.atoms))
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +98,37 @@ class PeriodicTorsionTerm(_BondedTerm):
         )
 
 
-for _cls in (HarmonicBondTerm, HarmonicAngleTerm):
+for _cls in (HarmonicBondTerm, MorseBondTerm, HarmonicAngleTerm):
     jax.tree_util.register_dataclass(_cls, data_fields=["atoms"], meta_fields=["name", "periodic"])
 jax.tree_util.register_dataclass(PeriodicTorsionTerm, data_fields=["atoms", "periodicity"],
+                                 meta_fields=["name", "periodic"])
+
+
+@dataclass(frozen=True, eq=False)
+class HarmonicTrapTerm:
+    """External harmonic traps k/2 |x_a - center|^2 on particles ``atoms`` [A] (OpenMM's
+    CustomExternalForce ``0.5*k*((x-x0)^2+(y-y0)^2+(z-z0)^2)``); params {"center" [A, dim] nm,
+    "k" [A] kJ/mol/nm^2}. Centre and stiffness are ordinary parameters, so a protocol moves
+    them step by step (``dynamics.protocols``) and gradients reach the protocol."""
+
+    name: str
+    atoms: np.ndarray
+    periodic: bool = False
+    allows_overlap: ClassVar[bool] = True
+    kind: ClassVar[str] = "harmonic_trap"
+    report: ClassVar[str] = "harmonic_trap"
+    param_names: ClassVar[tuple[str, ...]] = ("center", "k")
+
+    def term_names(self) -> tuple[str, ...]:
+        return (self.report,)
+
+    def energy_terms(self, positions, box, params, pairs=None):
+        atoms = jnp.asarray(self.atoms)
+        n = positions.shape[0]
+        d = positions[jnp.minimum(atoms, n - 1)] - jnp.asarray(params["center"])
+        e = 0.5 * jnp.asarray(params["k"]) * jnp.sum(d * d, axis=-1)
+        return {self.report: jnp.sum(jnp.where(atoms < n, e, 0.0))}
+
+
+jax.tree_util.register_dataclass(HarmonicTrapTerm, data_fields=["atoms"],
                                  meta_fields=["name", "periodic"])

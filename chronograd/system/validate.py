@@ -14,7 +14,7 @@ import numpy as np
 from chronograd.errors import InputError
 from chronograd.system.nonbonded import NonbondedTerm
 
-_WIDTH = {"harmonic_bond": 2, "harmonic_angle": 3, "periodic_torsion": 4}
+_WIDTH = {"harmonic_bond": 2, "morse_bond": 2, "harmonic_angle": 3, "periodic_torsion": 4}
 
 
 def _indices(source: str, what: str, atoms, width: int, n: int) -> np.ndarray:
@@ -113,7 +113,7 @@ def check_system(system, source: str) -> None:
         if isinstance(term, NonbondedTerm):
             _check_nonbonded(source, term, slots[term.name], n)
             continue
-        if term.kind == "neural_potential":  # weights were checked when the model was read
+        if term.kind in ("neural_potential", "pair_potential", "harmonic_trap"):  # built checked
             _indices(where, "pairs", term.pairs, 2, n)
             continue
         atoms = _indices(where, "atoms", term.atoms, _WIDTH[term.kind], n)

@@ -1,0 +1,216 @@
+"""Pair-potential terms of particle systems: any pair kernel over species, in 2D or 3D.
+
+:class:`PairPotentialTerm` evaluates ``sum over pairs f(r_ij, params[s_i, s_j])`` for a kernel
+``f`` of ``potentials/kernels.py`` or a user's own ``PairKernel``. Its params are per-species:
+each kernel parameter is a scalar, a [S] vector combined by a mixing rule inside the energy
+(``arithmetic`` (a_i + a_j)/2 or ``geometric`` sqrt(a_i a_j); defaults: arithmetic for sigma,
+geometric otherwise) or an explicit symmetric [S, S] species-pair table (binding energies
+B_ab). Gradients reach every entry.
+
+Pairs follow the pair policy (``pairs.py``): the term holds the explicit candidate pairs (all
+i < j pairs less exclusions; minimum image when periodic), masked by the cutoff inside the
+energy, or, for a 3D periodic system above ``MAX_EXPLICIT_PAIR_PARTICLES`` particles, builds a
+neighbor list inside the energy (overflow gives NaN, never a truncated sum). ``shift``
+subtracts f(cutoff) so the energy is continuous at the cutoff. Padded particles have species
+-1 and padded pairs hold the index N: both contribute exactly zero.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from chronograd.errors import InputError
+from chronograd.potentials.kernels import PAIR_KERNELS, PairKernel
+from chronograd.potentials.pair import pair_distances, safe_sqrt
+from chronograd.space.neighbor_list import NeighborList, neighbor_list
+from chronograd.space.positions import COINCIDENT_NM
+from chronograd.system.pairs import MAX_EXPLICIT_PAIR_PARTICLES
+
+MIXING_RULES = ("arithmetic", "geometric")
+
+
+def default_mixing(param: str) -> str:
+    return "arithmetic" if param == "sigma" else "geometric"
+
+
+@functools.lru_cache(maxsize=32)
+def _list_fns(n_atoms: int, cutoff: float, exclusions: tuple):
+    return neighbor_list(n_atoms, cutoff, skin=0.0,
+                         exclusions=np.asarray(exclusions, np.int64).reshape(-1, 2))
+
+
+@dataclass(frozen=True, eq=False)
+class PairPotentialTerm:
+    """``kernel`` over particle pairs; static: name, kernel, n_species, cutoff, shift,
+    periodic, dim, mixing ((param, rule), ...), neighbors (in-trace list spec or None),
+    exclusions (tuple of pairs, for the in-trace list); data: species [N], pairs [P, 2]."""
+
+    name: str
+    species: np.ndarray
+    pairs: np.ndarray
+    kernel: PairKernel
+    n_species: int
+    cutoff: float | None = None
+    shift: bool = False
+    periodic: bool = False
+    dim: int = 3
+    mixing: tuple = ()
+    neighbors: tuple | None = None
+    exclusions: tuple = ()
+    kind = "pair_potential"
+
+    @property
+    def report(self) -> str:
+        return self.kernel.name
+
+    @property
+    def allows_overlap(self) -> bool:
+        return self.kernel.finite_at_zero
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return self.kernel.params
+
+    def term_names(self) -> tuple[str, ...]:
+        return (self.report,)
+
+    def check_box(self, box, where: str = "") -> None:
+        if not self.periodic or self.cutoff is None:
+            return
+        from chronograd.space.periodic import perpendicular_widths
+
+        width = float(np.min(np.asarray(perpendicular_widths(np.asarray(box, np.float64)))))
+        if width < 2.0 * self.cutoff:
+            at = f"{where}: " if where else ""
+            raise InputError(f"{at}term {self.name!r}: the box is {width:.4g} wide but the"
+                             f" cutoff is {self.cutoff}; a periodic box must be at least twice"
+                             " the cutoff wide")
+
+    def check_overlaps(self, positions, box, where: str = "") -> None:
+        """A kernel that is not finite at r = 0 refuses coincident particles, naming them."""
+        if self.kernel.finite_at_zero:
+            return
+        i, j = self._host_pairs(positions.shape[0])
+        if i.size == 0:
+            return
+        dr = positions[i] - positions[j]
+        if box is not None:
+            from chronograd.space.periodic import minimum_image
+
+            dr = np.asarray(minimum_image(jnp.asarray(dr), jnp.asarray(box)))
+        r = np.sqrt(np.sum(dr * dr, axis=1))
+        bad = np.flatnonzero(r < COINCIDENT_NM)
+        if bad.size:
+            at = f"{where}: " if where else ""
+            a, b = int(i[bad[0]]), int(j[bad[0]])
+            raise InputError(
+                f"{at}term {self.name!r}: particles {a} and {b} overlap (r < {COINCIDENT_NM})"
+                f" and the"
+                f" {self.kernel.name} kernel is not finite at r = 0; move them apart or use a"
+                " kernel that allows overlaps (soft_sphere, gaussian, morse)")
+
+    def _host_pairs(self, n: int):
+        if self.neighbors is None:
+            p = np.asarray(self.pairs)
+            keep = (p[:, 0] < n) & (p[:, 1] < n)
+            return p[keep, 0], p[keep, 1]
+        i, j = np.triu_indices(n, 1)  # only for the overlap check of a large system
+        return i, j
+
+    def pair_params(self, params, si, sj) -> dict:
+        """Per-pair parameters from scalars, [S] vectors (mixed) or [S, S] tables."""
+        rules = dict(self.mixing)
+        out = {}
+        for name in self.kernel.params:
+            v = jnp.asarray(params[name])
+            if v.ndim == 0:
+                out[name] = v
+            elif v.ndim == 1:
+                rule = rules.get(name, default_mixing(name))
+                out[name] = (0.5 * (v[si] + v[sj]) if rule == "arithmetic"
+                             else safe_sqrt(v[si] * v[sj]))
+            else:
+                out[name] = (0.5 * (v + v.T))[si, sj]  # symmetric table, symmetric gradient
+        return out
+
+    def _pairs(self, positions, box):
+        if self.neighbors is None:
+            p = jnp.asarray(self.pairs)
+            return (p[:, 0], p[:, 1]), jnp.asarray(False)
+        n = positions.shape[0]
+        max_neighbors, dims, capacity = self.neighbors
+        fns = _list_fns(n, float(self.cutoff), self.exclusions)
+        empty = NeighborList(jnp.full((n, max_neighbors), n, jnp.int32), jnp.zeros((n, 3)),
+                             jnp.zeros((3, 3)), jnp.asarray(False), dims, capacity)
+        built = fns.rebuild(jax.lax.stop_gradient(positions), empty, box)
+        return built.pairs(), built.did_overflow
+
+    def energy_terms(self, positions, box, params, pairs=None):
+        box = box if self.periodic else None
+        (i, j), overflow = self._pairs(positions, box)
+        r, valid = pair_distances(positions, box, (i, j))
+        species = jnp.asarray(self.species)
+        n = positions.shape[0]
+        si = species[jnp.minimum(i, n - 1)]
+        sj = species[jnp.minimum(j, n - 1)]
+        valid = valid & (si >= 0) & (sj >= 0)
+        if self.cutoff is not None:
+            valid = valid & (r < self.cutoff)
+        si, sj = jnp.maximum(si, 0), jnp.maximum(sj, 0)
+        pp = self.pair_params(params, si, sj)
+        safe_r = self.cutoff if self.cutoff is not None else 1.0
+        e = self.kernel.fn(jnp.where(valid, r, safe_r), **pp)
+        if self.shift and self.cutoff is not None:
+            e = e - self.kernel.fn(jnp.full_like(r, self.cutoff), **pp)
+        energy = jnp.sum(jnp.where(valid, e, 0.0))
+        return {self.report: jnp.where(overflow, jnp.nan, energy)}
+
+
+jax.tree_util.register_dataclass(
+    PairPotentialTerm, data_fields=["species", "pairs"],
+    meta_fields=["name", "kernel", "n_species", "cutoff", "shift", "periodic", "dim", "mixing",
+                 "neighbors", "exclusions"])
+
+
+def resolve_kernel(kernel) -> PairKernel:
+    """A PairKernel from a name of ``PAIR_KERNELS`` or a PairKernel."""
+    if isinstance(kernel, PairKernel):
+        return kernel
+    if isinstance(kernel, str) and kernel in PAIR_KERNELS:
+        return PAIR_KERNELS[kernel]
+    raise InputError(f"unknown pair kernel {kernel!r}; built in: {', '.join(PAIR_KERNELS)},"
+                     " or pass chronograd.potentials.kernels.PairKernel(name, fn, params)")
+
+
+def explicit_particle_pairs(n: int, exclusions=None) -> np.ndarray:
+    """All i < j pairs less ``exclusions`` [E, 2], [P, 2] int32."""
+    i, j = np.triu_indices(n, 1)
+    if exclusions is not None and len(exclusions):
+        ex = np.sort(np.asarray(exclusions, np.int64).reshape(-1, 2), axis=1)
+        keep = ~np.isin(i.astype(np.int64) * n + j, ex[:, 0] * n + ex[:, 1])
+        i, j = i[keep], j[keep]
+    return np.stack([i, j], axis=1).astype(np.int32)
+
+
+def uses_in_trace_list(n: int, periodic: bool, dim: int, cutoff) -> bool:
+    """Explicit pairs up to MAX_EXPLICIT_PAIR_PARTICLES; a neighbor list beyond (3D periodic
+    with a cutoff only; otherwise a larger system is refused by ``pair_term``)."""
+    return n > MAX_EXPLICIT_PAIR_PARTICLES and periodic and dim == 3 and cutoff is not None
+
+
+def in_trace_spec(n: int, cutoff: float, box) -> tuple:
+    """(max neighbors per row, cell dims, cell capacity) for twice the system's mean density
+    (a local compression beyond that overflows and gives NaN, never a truncated sum)."""
+    import math
+
+    density = 2.0 * n / float(np.linalg.det(np.asarray(box, np.float64)))
+    shell = 4.0 / 3.0 * math.pi * cutoff ** 3 * density
+    rows = int(min(n - 1, math.ceil(0.5 * shell * 1.25) + 8))
+    sized = neighbor_list(n, cutoff, skin=0.0).sized(np.asarray(box), max_neighbors=rows,
+                                                     density=density)
+    return (rows, sized.cell_dims, sized.cell_capacity)
