@@ -1,0 +1,70 @@
+"""Worked designs against closed forms: the optimal trap protocol (Schmiedl & Seifert)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from chronograd.dynamics.protocols import chebyshev, piecewise_linear
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "examples", "designs"))
+
+import optimal_trap  # noqa: E402
+
+
+def test_protocol_parameterizations():
+    t = jnp.linspace(0.0, 2.0, 5)
+    assert np.allclose(piecewise_linear(jnp.array([0.0, 1.0, 0.0]), t, 2.0),
+                       [0, 0.5, 1, 0.5, 0])
+    # T_0 + 2 T_1 + 3 T_2 at u = 2t/T - 1
+    u = np.asarray(2 * t / 2.0 - 1)
+    assert np.allclose(chebyshev(jnp.array([1.0, 2.0, 3.0]), t, 2.0),
+                       1 + 2 * u + 3 * (2 * u * u - 1))
+
+
+def test_mean_work_gradient_equals_finite_differences():
+    works = jax.jit(optimal_trap.make_mean_work(1.0, 1.0, 40), static_argnums=2)
+    key = jax.random.key(3)
+    mean = lambda k: jnp.mean(works(k, key, 256))  # noqa: E731
+    knots = jnp.linspace(0.0, 1.0, 5)
+    g = jax.grad(mean)(knots)
+    for i in (0, 2, 4):
+        e = jnp.zeros(5).at[i].set(1e-5)
+        fd = (mean(knots + e) - mean(knots - e)) / 2e-5
+        assert float(g[i]) == pytest.approx(float(fd), rel=1e-5, abs=1e-9)
+
+
+def test_learned_protocol_reaches_the_schmiedl_seifert_optimum():
+    out = optimal_trap.run(1.0, 1.0)
+    se = np.hypot(out["stderr_learned"], out["stderr_linear"])
+    assert out["stderr_learned"] < 0.01 * out["work_learned"]
+    # the linear ramp's simulated work equals its closed form (checks the work estimator)
+    assert abs(out["work_linear"] - out["work_linear_theory"]) < 3 * out["stderr_linear"]
+    # the learned protocol reaches D^2/(T+2) within noise and discretization (dt = T/100)
+    assert abs(out["work_learned"] - out["work_theory"]) < 3 * out["stderr_learned"] + 0.005
+    assert out["work_linear"] - out["work_learned"] > 5 * se
+    # ... with the theory's jumps at both ends: lambda(0+) ~ D/(T+2), lambda(T-) ~ D(T+1)/(T+2)
+    assert out["knots"][0] == pytest.approx(1 / 3, abs=0.08)
+    assert out["knots"][-1] == pytest.approx(2 / 3, abs=0.08)
+
+
+def test_command_line_prints_the_three_works():
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "designs", "optimal_trap.py"),
+         "--duration", "1", "--distance", "1", "--json", "--iterations", "5",
+         "--trajectories", "2000"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert set(out) == {"work_learned", "work_linear", "work_theory"}
+    assert out["work_theory"] == pytest.approx(1 / 3)
+    bad = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "designs", "optimal_trap.py"),
+         "--duration", "-1"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--duration must be a positive number" in bad.stderr
