@@ -68,3 +68,26 @@ def test_command_line_prints_the_three_works():
          "--duration", "-1"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "--duration must be a positive number" in bad.stderr
+
+
+def test_mean_accepted_mutation_follows_the_gradient():
+    """Neuroevolution on the trap design: E[accepted dtheta] = -(beta sigma^2 / 2) grad U for
+    small a = beta sigma |grad U|; for a locally linear U it is exactly that times
+    2 exp(a^2 / 2) Phi(-a) (Stein's lemma), which the measured mean must follow."""
+    from scipy.stats import norm
+
+    from chronograd.fit.evolution import mean_accepted_mutation
+
+    works = optimal_trap.make_mean_work(1.0, 1.0, 20)
+    key = jax.random.key(7)
+    loss = jax.jit(lambda k: jnp.mean(works(k, key, 64)))  # common random numbers
+    theta = jnp.linspace(0.0, 1.0, 5)
+    g = jax.grad(loss)(theta)
+    sigma, a = 0.01, 0.15
+    beta = a / (sigma * float(jnp.linalg.norm(g)))
+    mean = mean_accepted_mutation(loss, theta, jax.random.key(8), sigma, beta, 80000)
+    want = -beta * sigma ** 2 / 2 * g
+    cos = float(jnp.dot(mean, want) / (jnp.linalg.norm(mean) * jnp.linalg.norm(want)))
+    assert cos > 0.98
+    ratio = float(jnp.linalg.norm(mean) / jnp.linalg.norm(want))
+    assert ratio == pytest.approx(2 * np.exp(a * a / 2) * norm.cdf(-a), rel=0.05)
