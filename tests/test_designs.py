@@ -91,3 +91,11 @@ def test_mean_accepted_mutation_follows_the_gradient():
     assert cos > 0.98
     ratio = float(jnp.linalg.norm(mean) / jnp.linalg.norm(want))
     assert ratio == pytest.approx(2 * np.exp(a * a / 2) * norm.cdf(-a), rel=0.05)
+
+
+def test_gradient_descent_needs_fewer_evaluations_than_neuroevolution():
+    out = optimal_trap.compare(1.0, 1.0, n_steps=30, trajectories=500, max_evaluations=2000)
+    assert out["gradient_evaluations"] is not None
+    assert out["neuroevolution_evaluations"] is not None  # both reach the target
+    # one gradient costs about three evaluations: still fewer
+    assert 3 * out["gradient_evaluations"] < out["neuroevolution_evaluations"]

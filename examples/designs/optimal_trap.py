@@ -106,6 +106,42 @@ def run(duration: float, distance: float, *, knots: int = 8, n_steps: int = 100,
             "duration": duration, "distance": distance, "n_steps": n_steps}
 
 
+def compare(duration: float, distance: float, *, knots: int = 8, n_steps: int = 50,
+            trajectories: int = 1000, max_evaluations: int = 4000, seed: int = 0,
+            remove: float = 0.99) -> dict:
+    """Objective evaluations each method needs to remove 99 % of the linear ramp's excess work
+    (measured on one fixed sample of trajectories, so both see the same objective): Adam on
+    the pathwise gradient (one evaluation = one value and gradient, about 3 forward costs)
+    against neuroevolution at zero temperature (one evaluation = one mutation)."""
+    from chronograd.fit.evolution import evolve
+
+    works = make_mean_work(distance, duration, n_steps)
+    key = jax.random.key(seed)
+    loss = jax.jit(lambda k: jnp.mean(works(k, key, trajectories)))
+    linear = jnp.linspace(0.0, distance, knots)
+    best = jnp.asarray([distance * (t + 1.0) / (duration + 2.0)
+                        for t in np.linspace(0.0, duration, knots)])
+    w_star, w_lin = float(loss(best)), float(loss(linear))
+    target = w_star + (1.0 - remove) * (w_lin - w_star)
+    grad = jax.jit(jax.value_and_grad(loss))
+    opt = optax.adam(0.05 * max(abs(distance), 1e-3))
+    theta, state, n_grad = linear, opt.init(linear), None
+    for i in range(1, max_evaluations + 1):
+        value, g = grad(theta)
+        if float(value) <= target:
+            n_grad = i
+            break
+        updates, state = opt.update(g, state)
+        theta = optax.apply_updates(theta, updates)
+    _, losses = jax.jit(evolve, static_argnums=(0, 3, 4, 5))(
+        loss, linear, jax.random.key(seed + 1), 0.02 * max(abs(distance), 1e-3), 1e12,
+        max_evaluations)
+    hit = np.flatnonzero(np.asarray(losses) <= target)
+    return {"gradient_evaluations": n_grad,
+            "neuroevolution_evaluations": int(hit[0]) + 1 if hit.size else None,
+            "target_work": target, "optimal_work": w_star, "linear_work": w_lin}
+
+
 def plot(out: dict, path: str) -> None:
     import matplotlib
 
@@ -141,7 +177,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--plot", metavar="PNG", help="write the protocols and works to PNG")
+    ap.add_argument("--compare", action="store_true",
+                    help="evaluations to a target: gradient descent vs neuroevolution")
     args = ap.parse_args(argv)
+    if args.compare:
+        print(json.dumps(compare(args.duration, args.distance, knots=args.knots,
+                                 seed=args.seed)))
+        return 0
     try:
         out = run(args.duration, args.distance, knots=args.knots, n_steps=args.steps,
                   iterations=args.iterations, eval_trajectories=args.trajectories,
