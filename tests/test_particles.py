@@ -268,3 +268,11 @@ def test_triangular_spring_lattice_has_poisson_ratio_one_third():
     # closed form for springs k at rest length a: C11 = 3 sqrt(3) k / 4 (energy per area)
     assert c[0, 0] == pytest.approx(3 * np.sqrt(3) / 4, rel=1e-10)
     assert c[2, 2] == pytest.approx(c[0, 0] / 3, rel=1e-10)  # shear modulus mu = C11 / 3
+
+
+def test_a_kernel_wrongly_declared_finite_at_zero_is_named():
+    x = np.array([[0.0, 0.0], [1.0, 0.0]])
+    liar = PairKernel("liar", lambda r, a: a / r, ("a",), finite_at_zero=True)
+    with pytest.raises(InputError, match="the liar kernel gives (nan|inf) at r = 0 for species"
+                                         " 0-0 but is declared finite_at_zero"):
+        cg.particle_system(x, kernel=liar, params={"a": 1.0})

@@ -66,6 +66,24 @@ def _species_params(kernel, params, n_species: int, name: str) -> dict:
     return out
 
 
+def _probe_kernel(term: PairPotentialTerm, params) -> None:
+    """A kernel declared finite at r = 0 (overlaps allowed) must be, for every species pair."""
+    if not term.kernel.finite_at_zero:
+        return
+    import jax.numpy as jnp
+
+    a, b = np.triu_indices(term.n_species)
+    pp = term.pair_params(params, jnp.asarray(a), jnp.asarray(b))
+    value = np.asarray(term.kernel.fn(jnp.zeros(a.shape), **pp))
+    bad = np.flatnonzero(~np.isfinite(value))
+    if bad.size:
+        raise InputError(
+            f"term {term.name!r}: the {term.kernel.name} kernel gives {value[bad[0]]} at r = 0"
+            f" for species {int(a[bad[0]])}-{int(b[bad[0]])} but is declared finite_at_zero;"
+            " declare finite_at_zero=False (overlapping particles are then refused) or make"
+            " it finite at r = 0")
+
+
 def pair_term(n: int, species, kernel, *, n_species: int | None = None, cutoff=None,
               shift: bool = False, box=None, dim: int = 3, mixing=None, exclusions=None,
               name: str = PAIRS) -> PairPotentialTerm:
@@ -159,6 +177,7 @@ def particle_system(positions, species=None, *, box=None, masses=1.0, kernel="so
                      shift=shift, box=box, dim=dim, mixing=mixing,
                      exclusions=bonds if exclude_bonded else None)
     all_params[PAIRS] = _species_params(term.kernel, params, term.n_species, PAIRS)
+    _probe_kernel(term, all_params[PAIRS])
     terms.insert(0, term)
     system = System(masses=m, terms=tuple(terms), params=all_params, box=box)
     system.check_inputs(x)
