@@ -54,7 +54,8 @@ def test_batched_energies_forces_and_theta_gradients_equal_per_molecule(n):
     used (4 in the default suite: each per-molecule reference costs a compilation of ~3 s;
     12 and all 50 in the slow one)."""
     order = np.argsort([s.n_atoms for s in systems()], kind="stable")
-    picked = [int(order[k]) for k in np.linspace(0, 49, n).round().astype(int)]
+    top = 49 if n > 4 else 36  # the default run skips the largest molecules (compile time)
+    picked = [int(order[k]) for k in np.linspace(0, top, n).round().astype(int)]
     syss = [systems()[k] for k in picked]
     xs = [positions()[k] for k in picked]
     assert len(syss) == n

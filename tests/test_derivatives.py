@@ -80,7 +80,7 @@ def _random_direction(params, seed):
                zip(keys, leaves, strict=True)])
 
 
-@pytest.mark.parametrize("which", ["vacuum", "pme"])
+@pytest.mark.parametrize("which", ["vacuum", pytest.param("pme", marks=pytest.mark.slow)])
 def test_param_gradient_and_mixed_partials_equal_finite_differences(which, villin_vacuum,
                                                                     small_water_pme):
     if which == "vacuum":

@@ -65,7 +65,7 @@ def test_json_round_trip_is_exact(tmp_path):
     [
         (lambda d: d.update(version=99), "version 99"),
         (lambda d: d.pop("masses"), "masses"),
-        (lambda d: d["terms"][0].update(kind="morse_bond"), "unknown term kind"),
+        (lambda d: d["terms"][0].update(kind="cmap_torsion"), "unknown term kind"),
         (lambda d: d["terms"][0]["params"].pop("k"), "missing"),
         (lambda d: d.update(schema="something-else"), "not a chronograd system"),
     ],

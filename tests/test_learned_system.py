@@ -63,6 +63,7 @@ def test_energy_gradient_wrt_weights_and_theta_equals_finite_differences(setup):
     assert g != 0.0
 
 
+@pytest.mark.slow
 def test_batch_equals_single_systems(setup):
     ff, model, mols = setup
     mols = mols[1:4]  # an anion, an aromatic with Cl, a cation: three sizes, two buckets
@@ -124,6 +125,7 @@ def test_element_outside_the_model_is_named(setup):
         learned_system(ff, mol, model)
 
 
+@pytest.mark.slow
 def test_dynamics_and_minimization_run_unchanged(setup):
     """A learned system is an ordinary System: NVE keeps the total energy, the minimizer
     reaches a point whose forces are below its tolerance."""

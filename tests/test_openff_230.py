@@ -22,6 +22,7 @@ OPENMM_TERM = {"HarmonicBondForce": "harmonic_bond", "HarmonicAngleForce": "harm
 
 
 @pytest.mark.parametrize("full", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_per_term_energies_equal_interchange(full):
     ff = ForceField(FF)
     cases = vacuum_cases(full)
