@@ -276,3 +276,10 @@ def test_a_kernel_wrongly_declared_finite_at_zero_is_named():
     with pytest.raises(InputError, match="the liar kernel gives (nan|inf) at r = 0 for species"
                                          " 0-0 but is declared finite_at_zero"):
         cg.particle_system(x, kernel=liar, params={"a": 1.0})
+
+
+def test_overlap_across_the_periodic_boundary_is_named():
+    x = np.array([[0.0, 1.0], [3.99999, 1.0], [2.0, 2.0]])
+    with pytest.raises(InputError, match="particles 0 and 1 overlap"):
+        cg.particle_system(x, box=np.diag([4.0, 4.0]), kernel="lennard_jones",
+                           params={"sigma": 0.3, "epsilon": 1.0}, cutoff=1.0)
