@@ -18,7 +18,6 @@ system of molecules from a force field (Δ-learning) or from the network alone.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 
 import equinox as eqx
@@ -29,15 +28,10 @@ import numpy as np
 from chronograd.errors import InputError
 from chronograd.ml.edges import edges_from_pairs
 from chronograd.ml.potential_models import PotentialConfig, build_potential
-from chronograd.space.neighbor_list import NeighborList, neighbor_list
+from chronograd.space.neighbor_list import in_trace_pairs, unskinned_list_fns
 from chronograd.system.pairs import MAX_PARTICLE_DENSITY, explicit_pairs, neighbors_per_row
 
 POTENTIAL = "NeuralPotential"  # the term's name: its slots are params["potential"]
-
-
-@functools.lru_cache(maxsize=32)
-def _list_fns(n_atoms: int, cutoff: float):
-    return neighbor_list(n_atoms, cutoff, skin=0.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,14 +66,8 @@ class NeuralPotentialTerm:
             pairs = jnp.asarray(self.pairs)
             return edges_from_pairs(positions, None, pairs[:, 0], pairs[:, 1],
                                     self.cutoff), jnp.asarray(False)
-        n = positions.shape[0]
-        max_neighbors, dims, capacity = self.neighbors
-        fns = _list_fns(n, float(self.cutoff))
-        empty = NeighborList(jnp.full((n, max_neighbors), n, jnp.int32), jnp.zeros((n, 3)),
-                             jnp.zeros((3, 3)), jnp.asarray(False), dims, capacity)
-        built = fns.rebuild(jax.lax.stop_gradient(positions), empty, box)
-        i, j = built.pairs()
-        return edges_from_pairs(positions, box, i, j, self.cutoff), built.did_overflow
+        (i, j), overflow = in_trace_pairs(positions, box, float(self.cutoff), self.neighbors)
+        return edges_from_pairs(positions, box, i, j, self.cutoff), overflow
 
     def energy_terms(self, positions, box, params, pairs=None):
         network = eqx.combine(params, self.skeleton)
@@ -181,7 +169,7 @@ class PotentialModel:
             return NeuralPotentialTerm(POTENTIAL, species, explicit_pairs(n, []),
                                        self.skeleton, cutoff)
         check_potential_box(box, cutoff, label)
-        sized = _list_fns(n, cutoff).sized(
+        sized = unskinned_list_fns(n, cutoff).sized(
             box, max_neighbors=neighbors_per_row(cutoff, 0.0, n), density=MAX_PARTICLE_DENSITY)
         spec = (sized.max_neighbors, sized.cell_dims, sized.cell_capacity)
         return NeuralPotentialTerm(POTENTIAL, species, np.zeros((0, 2), np.int32),

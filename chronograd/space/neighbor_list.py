@@ -20,6 +20,7 @@ non-periodic systems, use all atoms as candidates (processed in chunks to bound 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -309,3 +310,28 @@ def update_or_regrow(fns: NeighborListFns, positions, nbrs: NeighborList, box=No
     if bool(new.did_overflow):
         return fns.allocate(positions, box), True
     return new, False
+
+
+@functools.lru_cache(maxsize=64)
+def _unskinned(n_atoms: int, cutoff: float, exclusions: tuple) -> NeighborListFns:
+    return neighbor_list(n_atoms, cutoff, skin=0.0,
+                         exclusions=np.asarray(exclusions, np.int64).reshape(-1, 2))
+
+
+def unskinned_list_fns(n_atoms: int, cutoff: float, exclusions: tuple = ()) -> NeighborListFns:
+    """Neighbor-list functions without skin, shared by every term of the same size, cutoff
+    and exclusions (a term that builds its own list inside the energy)."""
+    return _unskinned(int(n_atoms), float(cutoff), tuple(exclusions))
+
+
+def in_trace_pairs(positions, box, cutoff: float, spec: tuple, exclusions: tuple = ()):
+    """(pairs (i, j), overflow flag) of a list built inside a pure energy function, with
+    capacities ``spec`` = (max neighbors per row, cell dims, cell capacity) fixed on the host.
+    The list does not depend on positions' gradients (built from stopped positions)."""
+    n = positions.shape[0]
+    max_neighbors, dims, capacity = spec
+    fns = unskinned_list_fns(n, cutoff, exclusions)
+    empty = NeighborList(jnp.full((n, max_neighbors), n, jnp.int32), jnp.zeros((n, 3)),
+                         jnp.zeros((3, 3)), jnp.asarray(False), dims, capacity)
+    built = fns.rebuild(jax.lax.stop_gradient(positions), empty, box)
+    return built.pairs(), built.did_overflow

@@ -17,7 +17,6 @@ subtracts f(cutoff) so the energy is continuous at the cutoff. Padded particles 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import jax
@@ -27,7 +26,7 @@ import numpy as np
 from chronograd.errors import InputError
 from chronograd.potentials.kernels import PAIR_KERNELS, PairKernel
 from chronograd.potentials.pair import pair_distances, safe_sqrt
-from chronograd.space.neighbor_list import NeighborList, neighbor_list
+from chronograd.space.neighbor_list import in_trace_pairs, unskinned_list_fns
 from chronograd.space.positions import COINCIDENT_NM
 from chronograd.system.pairs import MAX_EXPLICIT_PAIR_PARTICLES
 
@@ -36,12 +35,6 @@ MIXING_RULES = ("arithmetic", "geometric")
 
 def default_mixing(param: str) -> str:
     return "arithmetic" if param == "sigma" else "geometric"
-
-
-@functools.lru_cache(maxsize=32)
-def _list_fns(n_atoms: int, cutoff: float, exclusions: tuple):
-    return neighbor_list(n_atoms, cutoff, skin=0.0,
-                         exclusions=np.asarray(exclusions, np.int64).reshape(-1, 2))
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,13 +130,8 @@ class PairPotentialTerm:
         if self.neighbors is None:
             p = jnp.asarray(self.pairs)
             return (p[:, 0], p[:, 1]), jnp.asarray(False)
-        n = positions.shape[0]
-        max_neighbors, dims, capacity = self.neighbors
-        fns = _list_fns(n, float(self.cutoff), self.exclusions)
-        empty = NeighborList(jnp.full((n, max_neighbors), n, jnp.int32), jnp.zeros((n, 3)),
-                             jnp.zeros((3, 3)), jnp.asarray(False), dims, capacity)
-        built = fns.rebuild(jax.lax.stop_gradient(positions), empty, box)
-        return built.pairs(), built.did_overflow
+        return in_trace_pairs(positions, box, float(self.cutoff), self.neighbors,
+                              self.exclusions)
 
     def energy_terms(self, positions, box, params, pairs=None):
         box = box if self.periodic else None
@@ -206,6 +194,6 @@ def in_trace_spec(n: int, cutoff: float, box) -> tuple:
     density = 2.0 * n / float(np.linalg.det(np.asarray(box, np.float64)))
     shell = 4.0 / 3.0 * math.pi * cutoff ** 3 * density
     rows = int(min(n - 1, math.ceil(0.5 * shell * 1.25) + 8))
-    sized = neighbor_list(n, cutoff, skin=0.0).sized(np.asarray(box), max_neighbors=rows,
+    sized = unskinned_list_fns(n, cutoff).sized(np.asarray(box), max_neighbors=rows,
                                                      density=density)
     return (rows, sized.cell_dims, sized.cell_capacity)
