@@ -99,3 +99,14 @@ def test_gradient_descent_needs_fewer_evaluations_than_neuroevolution():
     assert out["neuroevolution_evaluations"] is not None  # both reach the target
     # one gradient costs about three evaluations: still fewer
     assert 3 * out["gradient_evaluations"] < out["neuroevolution_evaluations"]
+
+
+def test_protocol_with_the_wrong_number_of_coefficients_is_named():
+    from chronograd.dynamics.protocols import check_coefficients
+    from chronograd.errors import InputError
+
+    assert check_coefficients([0.0, 0.5, 1.0], 3).shape == (3,)
+    with pytest.raises(InputError, match="trap protocol: expected 4 coefficients, got shape"):
+        check_coefficients([0.0, 0.5, 1.0], 4, "trap protocol")
+    with pytest.raises(InputError, match="coefficients must be finite"):
+        check_coefficients([0.0, float("nan")], 2)
