@@ -2,7 +2,11 @@
 
 Supported forces: HarmonicBondForce, HarmonicAngleForce, PeriodicTorsionForce, NonbondedForce
 (NoCutoff, CutoffNonPeriodic, CutoffPeriodic, Ewald, PME, LJPME; exceptions, switching,
-dispersion correction) and CMMotionRemover (no energy; ignored). Anything else raises
+dispersion correction), CustomBondForce, CustomAngleForce, CustomTorsionForce,
+CustomExternalForce and CustomNonbondedForce (their Lepton expressions translated through sympy,
+``potentials/expressions.py``; per-item and global parameters become parameters),
+CMAPTorsionForce (OpenMM's periodic bicubic spline; the map energies are parameters),
+GBSAOBCForce, and CMMotionRemover (no energy; ignored). Anything else raises
 UnsupportedForceError naming the force, so energies are never silently incomplete.
 
 Imported parameters are "frozen" values in the parameter pytree: plain arrays that ``jax.grad``
@@ -16,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chronograd.errors import InputError, UnsupportedForceError
+from chronograd.system.custom_terms import BONDED_KINDS, CustomBondedTerm, CustomNonbondedTerm
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.nonbonded_settings import nonbonded_term
 from chronograd.system.system import System
@@ -143,6 +148,139 @@ def _import_nonbonded(force, index: int, name: str, box) -> tuple[NonbondedTerm,
     return term, params
 
 
+_CUSTOM_BONDED = {"CustomBondForce": "custom_bond", "CustomAngleForce": "custom_angle",
+                  "CustomTorsionForce": "custom_torsion", "CustomExternalForce": "custom_external"}
+_CUSTOM_CLASSES = {v: k for k, v in _CUSTOM_BONDED.items()}
+_CUSTOM_NB_METHODS = {0: None, 1: "CutoffNonPeriodic", 2: "CutoffPeriodic"}
+
+
+def _globals(force) -> tuple[tuple[str, ...], dict]:
+    names = tuple(force.getGlobalParameterName(k) for k in range(force.getNumGlobalParameters()))
+    values = {nm: np.asarray(float(force.getGlobalParameterDefaultValue(k)))
+              for k, nm in enumerate(names)}
+    return names, values
+
+
+def _no_tabulated(force, where: str) -> None:
+    if hasattr(force, "getNumTabulatedFunctions") and force.getNumTabulatedFunctions():
+        raise UnsupportedForceError(
+            f"{where} uses the tabulated function {force.getTabulatedFunctionName(0)!r},"
+            " which chronograd does not translate; write it as an expression")
+
+
+def _import_custom_bonded(force, kind: str, index: int, name: str, periodic: bool):
+    where = f"{type(force).__name__} (force index {index})"
+    _no_tabulated(force, where)
+    if kind == "custom_external":
+        count, get = force.getNumParticles(), force.getParticleParameters
+        per = tuple(force.getPerParticleParameterName(k)
+                    for k in range(force.getNumPerParticleParameters()))
+    else:
+        noun = {"custom_bond": "Bond", "custom_angle": "Angle", "custom_torsion": "Torsion"}[kind]
+        count = getattr(force, f"getNum{noun}s")()
+        get = getattr(force, f"get{noun}Parameters")
+        per = tuple(getattr(force, f"getPer{noun}ParameterName")(k)
+                    for k in range(getattr(force, f"getNumPer{noun}Parameters")()))
+    width = BONDED_KINDS[kind][1]
+    atoms = np.zeros((count, width), np.int32)
+    values = np.zeros((count, len(per)))
+    for b in range(count):
+        row = get(b)
+        atoms[b] = row[:width]
+        values[b] = [float(v) for v in row[width]]
+    glob, p = _globals(force)
+    if kind == "custom_external":
+        periodic = "periodicdistance" in force.getEnergyFunction()
+    try:
+        term = CustomBondedTerm(name, atoms, kind, force.getEnergyFunction(), per, glob,
+                                periodic=periodic)
+    except UnsupportedForceError as exc:
+        raise UnsupportedForceError(f"{where}: {exc}") from None
+    p.update({k: values[:, c] for c, k in enumerate(per)})
+    return term, p
+
+
+def _import_custom_nonbonded(force, index: int, name: str, n: int, box):
+    from chronograd.system.pair_terms import explicit_particle_pairs, in_trace_spec
+    from chronograd.system.pairs import MAX_EXPLICIT_PAIR_PARTICLES
+
+    where = f"CustomNonbondedForce (force index {index})"
+    tables = _discrete_tables(force, where)
+    if force.getNumComputedValues():
+        raise UnsupportedForceError(f"{where} uses computed values, which chronograd does not"
+                                    " translate; write them into the energy expression")
+    if force.getUseLongRangeCorrection():
+        raise UnsupportedForceError(
+            f"{where} uses the long-range correction, which chronograd does not compute for"
+            " custom expressions; turn it off (setUseLongRangeCorrection(False)) or use a"
+            " NonbondedForce with a dispersion correction")
+    method = _CUSTOM_NB_METHODS[force.getNonbondedMethod()]
+    cutoff = None if method is None else _value(force.getCutoffDistance())
+    periodic = method == "CutoffPeriodic"
+    per = tuple(force.getPerParticleParameterName(k)
+                for k in range(force.getNumPerParticleParameters()))
+    values = np.array([[float(v) for v in force.getParticleParameters(a)] for a in range(n)])
+    values = values.reshape(n, len(per))
+    exclusions = np.array([force.getExclusionParticles(k)
+                           for k in range(force.getNumExclusions())], np.int64).reshape(-1, 2)
+    neighbors, ex_tuple = None, ()
+    if force.getNumInteractionGroups():
+        ex = {tuple(sorted(map(int, e))) for e in exclusions}
+        found = set()
+        for g in range(force.getNumInteractionGroups()):
+            a, b = force.getInteractionGroupParameters(g)
+            found.update((min(i, j), max(i, j)) for i in a for j in b
+                         if i != j and (min(i, j), max(i, j)) not in ex)
+        pairs = np.array(sorted(found), np.int32).reshape(-1, 2)
+    elif n > MAX_EXPLICIT_PAIR_PARTICLES and periodic:
+        pairs = np.zeros((0, 2), np.int32)
+        ex_tuple = tuple(tuple(sorted(map(int, e))) for e in exclusions)
+        neighbors = in_trace_spec(n, cutoff, box)
+    elif n > MAX_EXPLICIT_PAIR_PARTICLES:
+        raise UnsupportedForceError(
+            f"{where}: {n} particles without a periodic cutoff would need"
+            f" {n * (n - 1) // 2:,} explicit pairs; use CutoffPeriodic or interaction groups")
+    else:
+        pairs = explicit_particle_pairs(n, exclusions)
+    glob, p = _globals(force)
+    switch = (_value(force.getSwitchingDistance()) if force.getUseSwitchingFunction()
+              and cutoff is not None else None)
+    try:
+        term = CustomNonbondedTerm(name, pairs, force.getEnergyFunction(), per, glob,
+                                   cutoff=cutoff, periodic=periodic, switch_distance=switch,
+                                   neighbors=neighbors, exclusions=ex_tuple,
+                                   tables=tuple(tables))
+    except UnsupportedForceError as exc:
+        raise UnsupportedForceError(f"{where}: {exc}") from None
+    p.update({k: values[:, c] for c, k in enumerate(per)})
+    p.update({f"table_{k}": v for k, v in tables.items()})
+    return term, p
+
+
+def _discrete_tables(force, where: str) -> dict:
+    """{name: array} of the force's Discrete1D/2D/3DFunctions (T[i, j, k] is the value at
+    (i, j, k)); any other tabulated function is refused, named."""
+    import openmm
+
+    out = {}
+    for k in range(force.getNumTabulatedFunctions()):
+        name, f = force.getTabulatedFunctionName(k), force.getTabulatedFunction(k)
+        if isinstance(f, openmm.Discrete1DFunction):
+            out[name] = np.asarray(f.getFunctionParameters(), np.float64)
+        elif isinstance(f, openmm.Discrete2DFunction):
+            nx, ny, v = f.getFunctionParameters()
+            out[name] = np.asarray(v, np.float64).reshape(ny, nx).T
+        elif isinstance(f, openmm.Discrete3DFunction):
+            nx, ny, nz, v = f.getFunctionParameters()
+            out[name] = np.asarray(v, np.float64).reshape(nz, ny, nx).transpose(2, 1, 0)
+        else:
+            raise UnsupportedForceError(
+                f"{where} uses the tabulated function {name!r} ({type(f).__name__}), which"
+                " chronograd does not translate (Discrete1D/2D/3DFunction are supported);"
+                " write it as an expression")
+    return out
+
+
 def from_openmm(openmm_system, *, source: str = "OpenMM System") -> System:
     """Import an ``openmm.System``; parameters become a differentiable pytree.
 
@@ -187,11 +325,34 @@ def from_openmm(openmm_system, *, source: str = "OpenMM System") -> System:
             name = _unique_name("nonbonded", used)
             term, p = _import_nonbonded(force, index, name, box)
             terms.append(term)
+        elif type(force).__name__ in _CUSTOM_BONDED:
+            kind = _CUSTOM_BONDED[type(force).__name__]
+            name = _unique_name(kind, used)
+            term, p = _import_custom_bonded(force, kind, index, name, periodic)
+            terms.append(term)
+        elif isinstance(force, openmm.CustomNonbondedForce):
+            name = _unique_name("custom_nonbonded", used)
+            term, p = _import_custom_nonbonded(force, index, name, n, box)
+            terms.append(term)
+        elif isinstance(force, openmm.CMAPTorsionForce):
+            from chronograd.system.cmap import import_cmap
+
+            name = _unique_name("cmap_torsion", used)
+            term, p = import_cmap(force, name, periodic)
+            terms.append(term)
+        elif isinstance(force, openmm.GBSAOBCForce):
+            from chronograd.system.gbsa import import_gbsa_obc
+
+            name = _unique_name("gbsa_obc", used)
+            term, p = import_gbsa_obc(force, index, name, n, box)
+            terms.append(term)
         else:
             raise UnsupportedForceError(
                 f"force index {index} is a {type(force).__name__}, which chronograd does not"
                 " support; supported: HarmonicBondForce, HarmonicAngleForce,"
-                " PeriodicTorsionForce, NonbondedForce, CMMotionRemover. Remove it from the"
+                " PeriodicTorsionForce, NonbondedForce, CustomBondForce, CustomAngleForce,"
+                " CustomTorsionForce, CustomExternalForce, CustomNonbondedForce,"
+                " CMAPTorsionForce, GBSAOBCForce, CMMotionRemover. Remove it from the"
                 " System (or convert it) before importing"
             )
         params[name] = {k: jnp.asarray(v) for k, v in p.items()}
@@ -314,6 +475,10 @@ def to_openmm(system: System, params=None):
                 f.addTorsion(int(i), int(j), int(l), int(m), int(n), float(ph), float(k))
         elif isinstance(term, NonbondedTerm):
             f = _export_nonbonded(term, p)
+        elif isinstance(term, CustomBondedTerm | CustomNonbondedTerm):
+            f = _export_custom(term, p, out.getNumParticles())
+        elif term.kind in ("cmap_torsion", "gbsa_obc"):
+            f = term.to_openmm(p)
         else:  # pragma: no cover - every term kind is handled above
             raise TypeError(f"cannot export term {term.name!r} of kind {term.kind}")
         if hasattr(f, "setUsesPeriodicBoundaryConditions"):
@@ -351,3 +516,53 @@ def _export_nonbonded(term: NonbondedTerm, p):
     ):
         f.addException(int(i), int(j), float(qq), float(s), float(e))
     return f
+
+
+def _export_custom(term, p, n: int):
+    import openmm
+
+    if isinstance(term, CustomNonbondedTerm):
+        f = openmm.CustomNonbondedForce(term.expression)
+        for name in term.per_particle:
+            f.addPerParticleParameter(name)
+        for name in term.global_params:
+            f.addGlobalParameter(name, float(p[name]))
+        for name in term.tables:
+            v = np.asarray(p[f"table_{name}"], np.float64)
+            flat = v.transpose(*reversed(range(v.ndim))).ravel().tolist()
+            table = (openmm.Discrete1DFunction(flat) if v.ndim == 1 else
+                     openmm.Discrete2DFunction(*v.shape, flat) if v.ndim == 2 else
+                     openmm.Discrete3DFunction(*v.shape, flat))
+            f.addTabulatedFunction(name, table)
+        for a in range(n):
+            f.addParticle([float(p[name][a]) for name in term.per_particle])
+        method = {None: 0, "CutoffNonPeriodic": 1, "CutoffPeriodic": 2}[
+            None if term.cutoff is None else "CutoffPeriodic" if term.periodic
+            else "CutoffNonPeriodic"]
+        f.setNonbondedMethod(method)
+        if term.cutoff is not None:
+            f.setCutoffDistance(float(term.cutoff))
+        if term.switch_distance is not None:
+            f.setUseSwitchingFunction(True)
+            f.setSwitchingDistance(float(term.switch_distance))
+        if term.neighbors is None and n > 3000:
+            raise InputError(f"term {term.name!r}: exporting an explicit pair list of {n}"
+                             " particles as exclusions is not supported")
+        everything = {(i, j) for i in range(n) for j in range(i + 1, n)} if n <= 3000 else set()
+        listed = {tuple(map(int, q)) for q in np.asarray(term.pairs)}
+        excluded = sorted(everything - listed) if term.neighbors is None else sorted(
+            term.exclusions)
+        for i, j in excluded:
+            f.addExclusion(int(i), int(j))
+        return f
+    cls = getattr(openmm, _CUSTOM_CLASSES[term.kind])(term.expression)
+    noun = {"custom_bond": "Bond", "custom_angle": "Angle", "custom_torsion": "Torsion",
+            "custom_external": "Particle"}[term.kind]
+    for name in term.per_item:
+        getattr(cls, f"addPer{noun}Parameter")(name)
+    for name in term.global_params:
+        cls.addGlobalParameter(name, float(p[name]))
+    add = getattr(cls, f"add{noun}")
+    for r, row in enumerate(np.asarray(term.atoms)):
+        add(*map(int, row), [float(p[name][r]) for name in term.per_item])
+    return cls

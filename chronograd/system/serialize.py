@@ -142,8 +142,9 @@ def system_to_dict(system: System, params=None) -> dict:
         if term.kind not in _FIELDS:
             raise InputError(
                 f"term {term.name!r} ({term.kind}) has no JSON form; a learned potential is"
-                " saved as a model directory (chronograd.ml.save_model) and a particle"
-                " system is rebuilt with cg.particle_system, not read from a system file")
+                " saved as a model directory (chronograd.ml.save_model), a particle"
+                " system is rebuilt with cg.particle_system, and custom forces, CMAP and"
+                " implicit solvent travel as an OpenMM System XML (to_openmm)")
         entry = {"kind": term.kind, "name": term.name}
         for f in _FIELDS[term.kind]:
             v = getattr(term, f)

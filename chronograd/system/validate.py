@@ -113,6 +113,9 @@ def check_system(system, source: str) -> None:
         if isinstance(term, NonbondedTerm):
             _check_nonbonded(source, term, slots[term.name], n)
             continue
+        if hasattr(term, "validate"):  # terms that check themselves (custom, CMAP, GBSA)
+            term.validate(where, slots[term.name], n)
+            continue
         if term.kind in ("neural_potential", "pair_potential", "harmonic_trap"):  # built checked
             _indices(where, "pairs", term.pairs, 2, n)
             continue
