@@ -81,7 +81,7 @@ def _set_x(lines, k, text):
         ("nan_coordinate", "not finite"),
         ("count_mismatch", "particles but"),
         ("no_cryst1", "CRYST1"),
-        ("unsupported_force", "CustomExternalForce"),
+        ("unsupported_force", "CustomGBForce"),
         ("missing_file", "no such file"),
     ],
 )
@@ -105,7 +105,7 @@ def test_bad_input_one_clear_message(files, case, expect):
         pdb = _bad_pdb(d, "nobox.pdb", lambda ls: [x for x in ls if not x.startswith("CRYST1")])
     elif case == "unsupported_force":
         s = openmm.XmlSerializer.clone(omm)
-        s.addForce(openmm.CustomExternalForce("x^2"))
+        s.addForce(openmm.CustomGBForce())
         xml = d / "custom.xml"
         xml.write_text(openmm.XmlSerializer.serialize(s))
     elif case == "missing_file":

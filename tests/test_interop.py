@@ -90,8 +90,8 @@ def test_malformed_json_names_line(tmp_path):
 
 def test_unsupported_force_is_named():
     omm, _, _ = villin(False)
-    omm.addForce(openmm.CustomBondForce("k*r^2"))
-    with pytest.raises(cg.UnsupportedForceError, match="CustomBondForce"):
+    omm.addForce(openmm.CustomCompoundBondForce(2, "distance(p1, p2)^2"))
+    with pytest.raises(cg.UnsupportedForceError, match="CustomCompoundBondForce"):
         cg.from_openmm(omm)
 
 
