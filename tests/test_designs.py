@@ -110,3 +110,48 @@ def test_protocol_with_the_wrong_number_of_coefficients_is_named():
         check_coefficients([0.0, 0.5, 1.0], 4, "trap protocol")
     with pytest.raises(InputError, match="coefficients must be finite"):
         check_coefficients([0.0, float("nan")], 2)
+
+
+def test_stiffness_protocol_reaches_its_closed_form():
+    """Schmiedl & Seifert's stiffness change k: 1 -> 4 in T = 1: the learned protocol's work
+    reaches the optimum, the linear ramp's equals its variance-equation value, and the
+    learned knots follow k(t) = 1/s^2 - s'/s with the jumps at both ends."""
+    w_star, protocol = optimal_trap.theory_stiffness(1.0, 1.0, 4.0)
+    assert w_star == pytest.approx(0.890572, abs=1e-6)
+    assert w_star > 0.5 * np.log(4.0)  # dissipation > 0 in finite time
+    out = optimal_trap.run_stiffness(1.0, 1.0, 4.0, iterations=100, eval_trajectories=30000)
+    se_l, se_r = out["stderr_learned"], out["stderr_linear"]
+    # dt = T/100 Euler-Maruyama: allow its O(dt) bias (about +0.003) beside the noise
+    assert abs(out["work_linear"] - out["work_linear_theory"]) < 3 * se_r + 0.006
+    assert abs(out["work_learned"] - w_star) < 3 * se_l + 0.006
+    assert out["work_linear"] - out["work_learned"] > 5 * np.hypot(se_l, se_r)
+    np.testing.assert_allclose(out["knots"], out["knots_theory"], atol=0.15)
+
+
+def test_gradient_descent_and_fire_are_stepping_integrators():
+    """Gradient descent: x_n = (1 - eta k)^n x_0 in a harmonic trap, exactly. FIRE as an
+    integrator reaches the minimum that the FIRE minimizer reaches, and a protocol that moves
+    the trap drags the relaxed particle with it (quasi-static)."""
+    import chronograd as cg
+    from chronograd.system.terms import HarmonicTrapTerm
+
+    system = cg.System(masses=np.ones(2), terms=(HarmonicTrapTerm("Trap", np.array([0, 1])),),
+                       params={"Trap": {"center": np.zeros((2, 3)), "k": np.array([2.0, 5.0])}})
+    x0 = np.array([[0.3, -0.2, 0.1], [0.05, 0.4, -0.3]])
+    gd = cg.dynamics.gradient_descent(system, step_size=0.1)
+    state = gd.init(x0, key=jax.random.key(0))
+    step = jax.jit(gd.step)
+    for _ in range(7):
+        state = step(state, system.params)
+    want = x0 * (1 - 0.1 * np.array([2.0, 5.0]))[:, None] ** 7
+    np.testing.assert_allclose(state.positions, want, rtol=1e-12)
+    fire = cg.dynamics.fire_descent(system, dt_start=0.05, dt_max=0.2, max_step=0.05)
+    state = fire.init(x0, key=jax.random.key(0))
+    step = jax.jit(fire.step)
+    for _ in range(300):
+        state = step(state, system.params)
+    assert float(state.potential_energy) < 1e-12
+    moved = {"Trap": {"center": jnp.full((2, 3), 0.25), "k": jnp.array([2.0, 5.0])}}
+    for _ in range(300):
+        state = step(state, moved)
+    np.testing.assert_allclose(state.positions, 0.25, atol=1e-6)

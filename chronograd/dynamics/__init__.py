@@ -3,6 +3,8 @@
 from chronograd.dynamics.integrators import (
     Integrator,
     brownian,
+    fire_descent,
+    gradient_descent,
     langevin,
     nose_hoover,
     nose_hoover_conserved_energy,
@@ -16,6 +18,8 @@ __all__ = [
     "Integrator",
     "MDState",
     "brownian",
+    "fire_descent",
+    "gradient_descent",
     "kinetic_energy",
     "langevin",
     "nose_hoover",

@@ -320,3 +320,58 @@ def brownian(system, *, timestep: float, temperature: float, friction: float = 1
 
     return _integrator(system, timestep, "brownian", _no_extra, make, remove_com=False,
                        neighbor_list=neighbor_list)
+
+
+def gradient_descent(system, *, step_size: float,
+                     neighbor_list: bool | None = None) -> Integrator:
+    """Gradient descent as a stepping integrator (JAX MD's ``minimize.gradient_descent``):
+    x += step_size F, then constraints (SHAKE); ``step_size`` in nm^2 mol/kJ (it is the
+    integrator's ``timestep``); velocities hold the step / step_size. With a protocol it
+    follows a quasi-static path: each step relaxes under the parameters of that step."""
+
+    def make(c: _Context):
+        def kernel(s: MDState, params, protocol):
+            x = s.positions + c.dt * s.forces * (c.inv_m > 0)
+            x_c = c.constrain_x(x, s.positions, s.box)
+            x, nbrs, u, f = c.compute(x_c, s.box, params, s.neighbors)
+            return s._replace(positions=x, velocities=(x_c - s.positions) / c.dt, forces=f,
+                              potential_energy=u, neighbors=nbrs)
+
+        return kernel
+
+    return _integrator(system, step_size, "gradient-descent", _no_extra, make,
+                       remove_com=False, neighbor_list=neighbor_list)
+
+
+def fire_descent(system, *, dt_start: float = 0.002, dt_max: float = 0.02,
+                 max_step: float = 0.01, neighbor_list: bool | None = None) -> Integrator:
+    """FIRE (``minimize.fire``) as a stepping integrator (JAX MD's ``minimize.fire_descent``):
+    the same update, its step size, mixing and counter kept in ``state.extra``, so the runner,
+    reporters and protocols drive it like any integrator. Start it with zero velocities."""
+    from chronograd.minimize.fire import FireState, fire
+
+    def extra_init(state):
+        dtype = state.positions.dtype
+        return {"dt": jnp.asarray(dt_start, dtype), "alpha": jnp.asarray(0.1, dtype),
+                "n_positive": jnp.asarray(0)}
+
+    def make(c: _Context):
+        _, fire_step = fire(c.compute, c.con, dt_start=dt_start, dt_max=dt_max,
+                            max_step=max_step)
+
+        def kernel(s: MDState, params, protocol):
+            e = s.extra
+            fs = FireState(s.positions, s.velocities * (c.inv_m > 0), s.forces,
+                           s.potential_energy, e["dt"], e["alpha"], e["n_positive"],
+                           s.neighbors)
+            new = fire_step(fs, s.box, params)
+            return s._replace(positions=new.positions, velocities=new.velocities,
+                              forces=new.forces, potential_energy=new.energy,
+                              neighbors=new.neighbors,
+                              extra={"dt": new.dt, "alpha": new.alpha,
+                                     "n_positive": new.n_positive})
+
+        return kernel
+
+    return _integrator(system, dt_start, "fire-descent", extra_init, make, remove_com=False,
+                       neighbor_list=neighbor_list)

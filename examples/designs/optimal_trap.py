@@ -10,7 +10,14 @@ the learned and the linear protocols are each simulated with fresh noise and the
 compared with theory: the optimum is D^2 / (T + 2), with jumps of D / (T + 2) at both ends;
 a linear ramp costs (D / T)^2 (T - 1 + exp(-T)).
 
+The second protocol changes the trap's stiffness from k_i to k_f in time T (Schmiedl &
+Seifert's second example): the optimum keeps sqrt(<x^2>) linear in time, with jumps of the
+stiffness at both ends, and its work has a closed form (``theory_stiffness``); the linear
+ramp's work comes from the exact variance equation d<x^2>/dt = -2 k(t) <x^2> + 2. The trap is
+isotropic in 2D, each axis an independent copy of the 1D problem; works are per axis.
+
     python examples/designs/optimal_trap.py --duration 1 --distance 1 --json
+    python examples/designs/optimal_trap.py --duration 1 --stiffness 1 4 --json
 """
 
 from __future__ import annotations
@@ -42,6 +49,42 @@ def theory_linear(duration: float, distance: float) -> float:
     return (distance / duration) ** 2 * (duration - 1.0 + math.exp(-duration))
 
 
+def theory_stiffness(duration: float, k_i: float, k_f: float) -> tuple[float, callable]:
+    """(optimal mean work, optimal protocol k(t) for 0 < t < T) of a stiffness change in 1D
+    (k_B T = gamma = 1): with s = sqrt(<x^2>) linear from s_i = 1/sqrt(k_i) to s_T,
+    W = k_f s_T^2/2 - 1/2 - ln(s_T/s_i) + (s_T - s_i)^2/T, minimized over s_T, and
+    k(t) = 1/s^2 - s'/s."""
+    t_ = duration
+    s_i = 1.0 / math.sqrt(k_i)
+    a = k_f + 2.0 / t_
+    s_t = (s_i / t_ + math.sqrt(s_i ** 2 / t_ ** 2 + a)) / a
+    work = k_f * s_t ** 2 / 2 - 0.5 - math.log(s_t / s_i) + (s_t - s_i) ** 2 / t_
+
+    def protocol(t):
+        s = s_i + (s_t - s_i) * np.asarray(t) / t_
+        return 1.0 / s ** 2 - (s_t - s_i) / (t_ * s)
+
+    return work, protocol
+
+
+def theory_stiffness_linear(duration: float, k_i: float, k_f: float, n: int = 20000) -> float:
+    """Mean work of the linear ramp k_i -> k_f in 1D: W = int k' <x^2>/2 dt with
+    d<x^2>/dt = -2 k <x^2> + 2 (RK4, n steps)."""
+    h, rate = duration / n, (k_f - k_i) / duration
+    w, work = 1.0 / k_i, 0.0
+    f = lambda t, w: -2.0 * (k_i + rate * t) * w + 2.0  # noqa: E731
+    for i in range(n):
+        t = i * h
+        a1 = f(t, w)
+        a2 = f(t + h / 2, w + h / 2 * a1)
+        a3 = f(t + h / 2, w + h / 2 * a2)
+        a4 = f(t + h, w + h * a3)
+        w_new = w + h / 6 * (a1 + 2 * a2 + 2 * a3 + a4)
+        work += rate * h * (w + w_new) / 4.0
+        w = w_new
+    return work
+
+
 def trap_system():
     return cg.System(masses=np.ones(1), terms=(HarmonicTrapTerm("Trap", np.array([0])),),
                      params={"Trap": {"center": np.zeros((1, 2)), "k": np.ones(1)}})
@@ -68,6 +111,65 @@ def make_mean_work(distance, duration, n_steps):
                     jax.random.split(k2, n))
 
     return works
+
+
+def stiffness_schedule_of(knots, k_i, k_f, duration, n_steps):
+    """Trap params (centre at 0) whose stiffness is k_i, the curve through ``knots``, k_f."""
+    lam = piecewise_linear(knots, step_times(n_steps, duration / n_steps), duration)
+    k = jnp.concatenate([jnp.full(1, k_i), lam, jnp.full(1, k_f)])
+    return {"Trap": {"center": jnp.zeros((k.shape[0], 1, 2)), "k": k[:, None]}}
+
+
+def make_stiffness_work(k_i, k_f, duration, n_steps):
+    """works(knots, key, n): per-axis works of n trajectories starting in equilibrium at k_i."""
+    integ = cg.dynamics.brownian(trap_system(), timestep=duration / n_steps,
+                                 temperature=KT_KELVIN, friction=1.0)
+    one = lambda sched, x0, key: protocol_work(integ, sched, x0, key)[0]  # noqa: E731
+    many = jax.vmap(one, in_axes=(None, 0, 0))
+
+    def works(knots, key, n):
+        k1, k2 = jax.random.split(key)
+        x0 = jax.random.normal(k1, (n, 1, 2)) / jnp.sqrt(k_i)
+        return 0.5 * many(stiffness_schedule_of(knots, k_i, k_f, duration, n_steps), x0,
+                          jax.random.split(k2, n))
+
+    return works
+
+
+def run_stiffness(duration: float, k_i: float, k_f: float, *, knots: int = 8,
+                  n_steps: int = 100, train_trajectories: int = 4000, iterations: int = 150,
+                  eval_trajectories: int = 100000, seed: int = 0) -> dict:
+    """Learn the stiffness protocol k_i -> k_f; measure it and the linear ramp afresh."""
+    if not (duration > 0 and math.isfinite(duration)):
+        raise InputError(f"--duration must be a positive number, got {duration}")
+    if not (k_i > 0 and k_f > 0 and math.isfinite(k_i) and math.isfinite(k_f)):
+        raise InputError(f"--stiffness needs two positive finite values, got {k_i}, {k_f}")
+    works = jax.jit(make_stiffness_work(k_i, k_f, duration, n_steps), static_argnums=2)
+    grad = jax.jit(jax.value_and_grad(
+        lambda k, key: jnp.mean(works(k, key, train_trajectories))))
+    linear = jnp.linspace(k_i, k_f, knots)
+    theta, opt = linear, optax.adam(0.05 * abs(k_f - k_i) + 1e-3)
+    state = opt.init(theta)
+    for _ in range(iterations):
+        _, g = grad(theta, jax.random.key(seed))
+        updates, state = opt.update(g, state)
+        theta = optax.apply_updates(theta, updates)
+
+    def measured(k, key):
+        w = np.asarray(works(k, key, eval_trajectories))
+        return float(w.mean()), float(w.std(ddof=1) / np.sqrt(w.size))
+
+    eval_key = jax.random.key(seed + 1000)
+    w_learned, se_learned = measured(theta, eval_key)
+    w_linear, se_linear = measured(linear, jax.random.fold_in(eval_key, 1))
+    work_theory, protocol = theory_stiffness(duration, k_i, k_f)
+    return {"work_learned": w_learned, "work_linear": w_linear, "work_theory": work_theory,
+            "work_linear_theory": theory_stiffness_linear(duration, k_i, k_f),
+            "free_energy": 0.5 * math.log(k_f / k_i),
+            "stderr_learned": se_learned, "stderr_linear": se_linear,
+            "knots": np.asarray(theta).tolist(),
+            "knots_theory": protocol(np.linspace(0.0, duration, knots)).tolist(),
+            "duration": duration, "stiffness": [k_i, k_f], "n_steps": n_steps}
 
 
 def run(duration: float, distance: float, *, knots: int = 8, n_steps: int = 100,
@@ -148,9 +250,29 @@ def plot(out: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t_max, d = out["duration"], out["distance"]
+    t_max = out["duration"]
     t = np.linspace(0.0, t_max, len(out["knots"]))
     fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    if "stiffness" in out:
+        k_i, k_f = out["stiffness"]
+        fine = np.linspace(1e-6, t_max - 1e-6, 200)
+        ax.plot([-0.05 * t_max, 0], [k_i, k_i], "k:", lw=1)
+        ax.plot([t_max, 1.05 * t_max], [k_f, k_f], "k:", lw=1)
+        ax.plot(fine, theory_stiffness(t_max, k_i, k_f)[1](fine), "k-",
+                label=f"theory, W = {out['work_theory']:.4f}")
+        ax.plot([0, t_max], [k_i, k_f], "C1--",
+                label=f"linear, W = {out['work_linear']:.4f} ± {out['stderr_linear']:.4f}")
+        ax.plot(t, out["knots"], "C0o-", label=f"learned, W = {out['work_learned']:.4f} ±"
+                                                f" {out['stderr_learned']:.4f}")
+        ax.set_xlabel("t (γ/k_i)")
+        ax.set_ylabel("trap stiffness k(t)")
+        ax.legend(fontsize=8, loc="upper left")
+        ax.set_title(f"stiffness change {k_i:g} → {k_f:g} in T = {t_max:g} (work per axis)",
+                     fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        return
+    d = out["distance"]
     ax.step([-0.05 * t_max, 0, 0], [0, 0, d / (t_max + 2)], "k:", lw=1)
     ax.plot([0, t_max], [d / (t_max + 2), d * (t_max + 1) / (t_max + 2)], "k-",
             label=f"theory, W = {out['work_theory']:.4f}")
@@ -170,6 +292,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=1.0, help="T (units of gamma / k)")
     ap.add_argument("--distance", type=float, default=1.0, help="D (units of sqrt(kT / k))")
+    ap.add_argument("--stiffness", type=float, nargs=2, metavar=("KI", "KF"),
+                    help="change the stiffness from KI to KF (units of kT / length^2) instead"
+                         " of dragging the trap")
     ap.add_argument("--knots", type=int, default=8)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--iterations", type=int, default=100)
@@ -185,9 +310,14 @@ def main(argv=None) -> int:
                                  seed=args.seed)))
         return 0
     try:
-        out = run(args.duration, args.distance, knots=args.knots, n_steps=args.steps,
-                  iterations=args.iterations, eval_trajectories=args.trajectories,
-                  seed=args.seed)
+        if args.stiffness:
+            out = run_stiffness(args.duration, *args.stiffness, knots=args.knots,
+                                n_steps=args.steps, iterations=args.iterations,
+                                eval_trajectories=args.trajectories, seed=args.seed)
+        else:
+            out = run(args.duration, args.distance, knots=args.knots, n_steps=args.steps,
+                      iterations=args.iterations, eval_trajectories=args.trajectories,
+                      seed=args.seed)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
