@@ -155,3 +155,45 @@ def test_gradient_descent_and_fire_are_stepping_integrators():
     for _ in range(300):
         state = step(state, moved)
     np.testing.assert_allclose(state.positions, 0.25, atol=1e-6)
+
+
+import poisson_ratio  # noqa: E402
+
+
+def test_poisson_ratio_command_line_triangular_lattice_is_one_third():
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "designs", "poisson_ratio.py"),
+         "--lattice", "triangular", "--json"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["poisson_ratio"] == pytest.approx(1 / 3, rel=1e-10)
+    bad = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "designs", "poisson_ratio.py"),
+         "--target", "1.5"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--target must lie in (-1, 1)" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_poisson_ratio_gradient_through_the_minimum_equals_finite_differences():
+    """d nu / d(log diameters, log binding energies) of a zero-stress packing (particles and
+    box relaxed) by implicit differentiation, against central differences that re-minimize
+    from the minimum (same basin)."""
+    pk = poisson_ratio.Packing(n=32, packings=1)
+    ld, z0 = pk.log_design0(), pk.starts_z()[0]
+    nu = jax.jit(lambda ld, z0: pk.poisson(ld, z0)[0])
+    z = jax.jit(pk.argmin)(pk.params_of(ld), z0)
+    grad_z = jax.grad(pk._energy_z)(z, pk.params_of(ld))
+    assert float(jnp.sqrt(jnp.mean(grad_z ** 2))) < 1e-8  # stationary: zero force and stress
+    assert -1.0 < float(nu(ld, z0)) < 1.0
+    g = jax.jit(jax.grad(nu))(ld, z0)
+    for k in range(5):
+        e = jnp.zeros(5).at[k].set(1e-5)
+        fd = (nu(ld + e, z) - nu(ld - e, z)) / 2e-5
+        assert float(g[k]) == pytest.approx(float(fd), rel=2e-3, abs=2e-3 * float(
+            jnp.max(jnp.abs(g))))
+
+
+@pytest.mark.slow
+def test_poisson_ratio_design_reaches_its_target():
+    out = poisson_ratio.design(0.7, iterations=80)
+    assert out["initial_poisson_ratio"] == pytest.approx(0.487, abs=0.01)
+    assert out["poisson_ratio"] == pytest.approx(0.7, abs=0.015)

@@ -30,12 +30,12 @@ from chronograd.system import structure as st
 
 
 def rigid_modes(x, periodic: bool, mask=None):
-    """Orthonormal rigid-body displacement modes [M, N, 3] at positions ``x`` (M = 3 with a
-    box, 6 without: translations, then rotations about the centroid). Modes that vanish
-    (rotation about the axis of a linear molecule) come back as zero rows. ``mask`` [N]
-    (bool): only these atoms move (padded atoms of a batch get zero rows)."""
-    n = x.shape[0]
-    modes = [jnp.zeros((n, 3), x.dtype).at[:, a].set(1.0) for a in range(3)]
+    """Orthonormal rigid-body displacement modes [M, N, d] at positions ``x`` [N, d]: the d
+    translations, then, without a box, the rotations about the centroid (3 in 3D, 1 in 2D).
+    Modes that vanish (rotation about the axis of a linear molecule) come back as zero rows.
+    ``mask`` [N] (bool): only these atoms move (padded atoms of a batch get zero rows)."""
+    n, dim = x.shape
+    modes = [jnp.zeros((n, dim), x.dtype).at[:, a].set(1.0) for a in range(dim)]
     if mask is not None:
         w = mask.astype(x.dtype)[:, None]
         modes = [m * w for m in modes]
@@ -44,11 +44,14 @@ def rigid_modes(x, periodic: bool, mask=None):
             c = x - jnp.mean(x, axis=0)
         else:
             c = (x - jnp.sum(x * w, axis=0) / jnp.sum(w)) * w
-        modes += [jnp.cross(jnp.eye(3, dtype=x.dtype)[a], c) for a in range(3)]
+        if dim == 3:
+            modes += [jnp.cross(jnp.eye(3, dtype=x.dtype)[a], c) for a in range(3)]
+        else:
+            modes.append(jnp.stack([-c[:, 1], c[:, 0]], axis=-1))
     m = jnp.stack(modes).reshape(len(modes), -1)
     _, sv, vt = jnp.linalg.svd(m, full_matrices=False)
     keep = sv > 1e-8 * sv[0]
-    return (vt * keep[:, None]).reshape(len(modes), n, 3)
+    return (vt * keep[:, None]).reshape(len(modes), n, dim)
 
 
 def _check(system):
@@ -71,14 +74,17 @@ def _minimize(U, x0, box, params, tolerance, max_iterations, mask=None):
     return flat.reshape(x0.shape)
 
 
-def _solve(U, x_star, box, params, g, cg_tolerance, maxiter, shift, mask=None):
-    """w with (H + shift P) w = P_perp g; returns (w, relative residual) (pure)."""
+def _solve(U, x_star, box, params, g, cg_tolerance, maxiter, shift, mask=None, modes=None):
+    """w with (H + shift P) w = P_perp g; returns (w, relative residual) (pure). ``modes``
+    [M, *x.shape] orthonormal zero modes (default: the rigid-body modes of ``x_star``)."""
     grad_x = jax.grad(U, argnums=0)
-    modes = rigid_modes(x_star, box is not None, mask)
+    if modes is None:
+        modes = rigid_modes(x_star, box is not None, mask)
+    axes = list(range(1, modes.ndim))
 
     def project(v):
-        return v - jnp.tensordot(jnp.tensordot(modes, v, axes=([1, 2], [0, 1])), modes,
-                                 axes=1)
+        return v - jnp.tensordot(jnp.tensordot(modes, v, axes=(axes, list(range(v.ndim)))),
+                                 modes, axes=1)
 
     def op(v):
         hv = jax.jvp(lambda y: grad_x(y, box, params), (x_star,), (v,))[1]
@@ -142,6 +148,50 @@ def minimized_positions(system, x0, box=None, *, tolerance: float = 1e-4,
     x_star.minimize = minimize
     x_star.box = box
     return x_star
+
+
+def implicit_argmin(energy, *, null_modes=None, tolerance: float = 1e-4,
+                    max_iterations: int = 20000, cg_tolerance: float = 1e-10,
+                    shift: float = 1.0):
+    """Pure ``x_star(params, x0)``: the minimum of ``energy(x, params)`` that L-BFGS reaches
+    from ``x0`` (any array shape; RMS gradient below ``tolerance``), with the implicit VJP in
+    ``params`` (zero in ``x0``, which only picks the basin). ``null_modes(x)`` gives the
+    orthonormal exact zero modes [M, *x.shape] of the Hessian (None: there are none). The
+    start is an argument, so a design loop warm-starts from the last minimum and an ensemble
+    of starts is one ``jax.vmap``."""
+
+    def U(x, box, params):
+        return energy(x, params)
+
+    grad_x = jax.grad(energy, argnums=0)
+
+    @jax.custom_vjp
+    def x_star(params, x0):
+        return _minimize(U, x0, None, params, tolerance, max_iterations)
+
+    def fwd(params, x0):
+        x = x_star(params, x0)
+        return x, (x, params)
+
+    def bwd(res, g):
+        x, params = res
+        modes = (jnp.zeros((0, *x.shape), x.dtype) if null_modes is None else null_modes(x))
+        w = _solve(U, x, None, params, g, cg_tolerance, 10 * x.size, shift, modes=modes)[0]
+        d = jax.grad(lambda p: jnp.vdot(w, grad_x(x, p)))(params)
+        return jax.tree_util.tree_map(lambda a: -a, d), jnp.zeros_like(x)
+
+    x_star.defvjp(fwd, bwd)
+    return x_star
+
+
+def minimum_function(system, box=None, **options):
+    """``implicit_argmin`` of a system's energy at a fixed ``box`` (rigid-body zero modes);
+    ``options`` as ``implicit_argmin``."""
+    _check(system)
+    U = system.energy_fn()
+    box = None if box is None else jnp.asarray(box)
+    return implicit_argmin(lambda x, p: U(x, box, p),
+                           null_modes=lambda x: rigid_modes(x, box is not None), **options)
 
 
 def batched_minimized_positions(batch, positions, *, tolerance: float = 1e-4,
