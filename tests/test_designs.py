@@ -197,3 +197,95 @@ def test_poisson_ratio_design_reaches_its_target():
     out = poisson_ratio.design(0.7, iterations=80)
     assert out["initial_poisson_ratio"] == pytest.approx(0.487, abs=0.01)
     assert out["poisson_ratio"] == pytest.approx(0.7, abs=0.015)
+
+
+import kinetic_pathways  # noqa: E402
+
+
+def test_mass_action_dimer_equals_its_closed_form_with_gradients():
+    from chronograd.dynamics.mass_action import (
+        ReactionNetwork,
+        concentrations,
+        dimer_closed_form,
+    )
+
+    net = ReactionNetwork.parse(["A", "B", "AB"], ["A + B <-> AB"])
+
+    def dimer(k_on, k_d):
+        return concentrations(net, jnp.array([1.0, 1.0, 0.0]), jnp.array([k_on]),
+                              jnp.array([k_d]), 2.0)[2]
+
+    both = jax.jit(jax.value_and_grad(dimer, argnums=(0, 1)))
+    closed = jax.value_and_grad(lambda a, b: dimer_closed_form(1.0, a, b, 2.0), argnums=(0, 1))
+    for k_on, k_d in ((1.3, 0.1), (0.2, 2.0)):
+        (value, g), (want, g_want) = both(k_on, k_d), closed(k_on, k_d)
+        assert float(value) == pytest.approx(float(want), rel=1e-8)
+        np.testing.assert_allclose(np.asarray(g), np.asarray(g_want), rtol=1e-6)
+
+
+def test_trimer_yield_gradient_equals_finite_differences():
+    yield_of = jax.jit(kinetic_pathways.make_yield(20.0))
+    phi = jnp.array([1.0, -0.5, 2.0, 3.0, 0.0, 1.5])
+    g = jax.grad(yield_of)(phi)
+    for k in range(6):
+        e = jnp.zeros(6).at[k].set(1e-5)
+        fd = (yield_of(phi + e) - yield_of(phi - e)) / 2e-5
+        assert float(g[k]) == pytest.approx(float(fd), rel=1e-5, abs=1e-9)
+    # at the cap, slowing dimerization and speeding completion raise the yield (the trap)
+    g_cap = jax.grad(yield_of)(jnp.zeros(6))
+    assert np.all(np.asarray(g_cap[:3]) < 0) and np.all(np.asarray(g_cap[3:]) > 0)
+
+
+@pytest.mark.slow
+def test_kinetic_pathway_design_escapes_the_trap():
+    """From every rate at the cap (yield 0.744 at t = 20) the design reaches 0.90 with one
+    dimer pathway fast and the others slow (hierarchical assembly)."""
+    out = kinetic_pathways.run(20.0)
+    assert out["yield_uniform"] == pytest.approx(0.7439, abs=1e-3)
+    assert out["yield_designed"] > 0.89
+    dimer_rates = sorted(out["rates"][:3])
+    assert dimer_rates[2] > 0.9 and dimer_rates[0] < 0.05  # one fast, one shut off
+    assert min(out["rates"][3:]) > 0.99  # completion at the diffusion limit
+
+
+def test_mass_action_bad_input_names_the_reaction_or_species():
+    from chronograd.dynamics.mass_action import ReactionNetwork, check_rates
+    from chronograd.errors import InputError
+
+    with pytest.raises(InputError, match="reaction 1 'B \\+ D <-> BD': unknown species 'D'"):
+        ReactionNetwork.parse(["A", "B", "AB"], ["A + B <-> AB", "B + D <-> BD"])
+    net = ReactionNetwork.parse(["A", "B", "AB"], ["A + B <-> AB"])
+    with pytest.raises(InputError, match="expected 1 values"):
+        check_rates(net, [1.0, 2.0], "k_on")
+    with pytest.raises(InputError, match="reaction 0 has -1.0"):
+        check_rates(net, [-1.0], "k_on")
+
+
+import equilibrium_propagation as ep_design  # noqa: E402
+
+
+def test_equilibrium_propagation_converges_to_the_implicit_gradient():
+    """EP's estimate approaches implicit differentiation as beta -> 0: one-sided as O(beta),
+    symmetric as O(beta^2); both train the allosteric spring task."""
+    task = ep_design.SpringTask()
+    k = jnp.ones(len(task.bonds))
+    y = jax.jit(lambda kk: ep_design.relax(task.energy, task.y0, task.with_k(kk)))(k)
+    exact = task.implicit_gradient(k, task.y0)
+
+    def error(beta, symmetric):
+        g = task.ep_gradient(k, y, beta, symmetric=symmetric)
+        return float(jnp.linalg.norm(g - exact) / jnp.linalg.norm(exact))
+
+    one = [error(b, False) for b in (1e-2, 1e-3)]
+    sym = [error(b, True) for b in (1e-2, 1e-3)]
+    assert one[1] < 0.05 and one[0] / one[1] == pytest.approx(10, rel=0.3)  # O(beta)
+    assert sym[1] < 1e-3 and sym[0] / sym[1] == pytest.approx(100, rel=0.3)  # O(beta^2)
+
+
+@pytest.mark.slow
+def test_equilibrium_propagation_and_implicit_gradients_both_train_the_network():
+    task = ep_design.SpringTask()
+    c_imp = ep_design.train(task, "implicit", steps=40)
+    c_ep = ep_design.train(task, "ep", steps=40)
+    assert c_imp[-1] < 1e-4 * c_imp[0] and c_ep[-1] < 1e-4 * c_ep[0]
+    assert c_ep[-1] == pytest.approx(c_imp[-1], rel=0.05)
