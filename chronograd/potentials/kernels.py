@@ -76,6 +76,25 @@ class PairKernel:
     finite_at_zero: bool = False  # True when U(0) is finite (overlapping particles allowed)
 
 
+def smoothed(kernel: PairKernel, r_onset: float, r_cutoff: float) -> PairKernel:
+    """``kernel`` times the C1 switch S(r) of HOOMD-blue and JAX MD's
+    ``multiplicative_isotropic_cutoff``: S = 1 below r_onset, 0 beyond r_cutoff, and
+    S = (rc^2 - r^2)^2 (rc^2 + 2 r^2 - 3 ro^2) / (rc^2 - ro^2)^3 between — the same
+    truncation as JAX MD's ``lennard_jones_pair`` (r_onset = 2 sigma, r_cutoff = 2.5 sigma),
+    so the two give the same energies. Use it with a pair cutoff of ``r_cutoff``."""
+    if not 0 < r_onset < r_cutoff:
+        raise ValueError(f"need 0 < r_onset < r_cutoff, got {r_onset}, {r_cutoff}")
+    rc2, ro2 = r_cutoff ** 2, r_onset ** 2
+
+    def fn(r, **params):
+        r2 = r * r
+        inner = jnp.where(r < r_cutoff, (rc2 - r2) ** 2 * (rc2 + 2 * r2 - 3 * ro2)
+                          / (rc2 - ro2) ** 3, 0.0)
+        return jnp.where(r < r_onset, 1.0, inner) * kernel.fn(r, **params)
+
+    return PairKernel(f"{kernel.name}_smoothed", fn, kernel.params, kernel.finite_at_zero)
+
+
 PAIR_KERNELS = {k.name: k for k in (
     PairKernel("lennard_jones", lennard_jones, ("sigma", "epsilon")),
     PairKernel("wca", wca, ("sigma", "epsilon")),

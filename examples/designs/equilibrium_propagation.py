@@ -102,6 +102,30 @@ def train(task: SpringTask, method: str, *, steps: int = 60, learning_rate: floa
     return costs
 
 
+def compare(task: SpringTask, *, reduce: float = 100.0, max_evaluations: int = 3000,
+            sigma: float = 0.05, seed: int = 0) -> dict:
+    """Objective evaluations to cut the cost by ``reduce``: Adam on the implicit gradient
+    (one value and gradient each) against zero-temperature neuroevolution on log k (one
+    relaxation each; each mutation perturbs all stiffnesses by N(0, sigma^2))."""
+    from chronograd.fit.evolution import evolve
+
+    costs = train(task, "implicit", steps=200)
+    target = costs[0] / reduce
+    hit = [i for i, c in enumerate(costs) if c <= target]
+
+    def loss(log_k):
+        y = relax(task.energy, task.y0, task.with_k(jnp.exp(log_k)))
+        return task.cost(y)
+
+    _, losses = jax.jit(evolve, static_argnums=(0, 3, 4, 5))(
+        loss, jnp.zeros(len(task.bonds)), jax.random.key(seed), sigma, 1e12, max_evaluations)
+    ne = np.flatnonzero(np.asarray(losses) <= target)
+    return {"parameters": len(task.bonds), "target_cost": target,
+            "gradient_evaluations": hit[0] if hit else None,
+            "neuroevolution_evaluations": int(ne[0]) + 1 if ne.size else None,
+            "neuroevolution_best": float(np.min(np.asarray(losses)))}
+
+
 def plot(out: dict, path: str) -> None:
     import matplotlib
 
@@ -133,11 +157,16 @@ def main(argv=None) -> int:
     ap.add_argument("--beta", type=float, default=1e-3)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--plot", metavar="PNG")
+    ap.add_argument("--compare", action="store_true",
+                    help="evaluations to a target: gradient descent vs neuroevolution")
     args = ap.parse_args(argv)
     if not args.beta > 0:
         print(f"error: --beta must be positive, got {args.beta}", file=sys.stderr)
         return 2
     task = SpringTask()
+    if args.compare:
+        print(json.dumps(compare(task)))
+        return 0
     k = jnp.ones(len(task.bonds))
     y = jax.jit(lambda kk: relax(task.energy, task.y0, task.with_k(kk)))(k)
     exact = task.implicit_gradient(k, task.y0)
