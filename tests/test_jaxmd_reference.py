@@ -89,10 +89,12 @@ def test_lennard_jones_fluid_with_neighbor_lists_equals_jax_md(n):
         displacement, side, r_onset=2.0, r_cutoff=2.5, format=partition.OrderedSparse)
     xj = jnp.asarray(x)
     nbrs = neighbor_fn.allocate(xj)
-    e, f = system.energy_and_forces(x)
+    e, f = system.energy_and_forces(x)  # the system's skinned list above 3,000 particles
     assert e == pytest.approx(float(energy_fn(xj, nbrs)), rel=1e-11)
     ref_f = np.asarray(quantity.force(energy_fn)(xj, nbrs))
     np.testing.assert_allclose(f, ref_f, rtol=1e-9, atol=1e-9)
+    in_trace = system.energy_fn()(xj, jnp.asarray(np.diag([side] * 3)), system.params)
+    assert float(in_trace) == pytest.approx(e, rel=1e-12)  # the list built in the energy
 
 
 def test_smoothed_kernel_is_c1_at_onset_and_cutoff():

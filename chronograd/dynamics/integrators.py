@@ -137,6 +137,7 @@ def _no_extra(state):
 
 
 def velocity_verlet(system, *, timestep: float, neighbor_list: bool | None = None,
+                    skin: float = 0.1,
                     remove_com: bool = True) -> Integrator:
     """NVE: velocity Verlet with RATTLE. ``timestep`` in ps."""
 
@@ -154,11 +155,12 @@ def velocity_verlet(system, *, timestep: float, neighbor_list: bool | None = Non
         return kernel
 
     return _integrator(system, timestep, "verlet", _no_extra, make, remove_com=remove_com,
-                       neighbor_list=neighbor_list)
+                       neighbor_list=neighbor_list, skin=skin)
 
 
 def langevin(system, *, timestep: float, temperature: float, friction: float = 1.0,
-             scheme: str = "middle", neighbor_list: bool | None = None) -> Integrator:
+             scheme: str = "middle", neighbor_list: bool | None = None,
+             skin: float = 0.1) -> Integrator:
     """NVT Langevin dynamics.
 
     scheme="middle": OpenMM's LangevinMiddleIntegrator (v += dt F/m; x += dt/2 v; O; x += dt/2
@@ -212,12 +214,13 @@ def langevin(system, *, timestep: float, temperature: float, friction: float = 1
         return middle if scheme == "middle" else baoab
 
     return _integrator(system, timestep, f"langevin-{scheme}", _no_extra, make,
-                       remove_com=False, neighbor_list=neighbor_list,
+                       remove_com=False, neighbor_list=neighbor_list, skin=skin,
                        decay=float(np.exp(-friction * timestep)))
 
 
 def nose_hoover(system, *, timestep: float, temperature: float, tau: float = 0.1,
-                chain_length: int = 3, neighbor_list: bool | None = None) -> Integrator:
+                chain_length: int = 3, neighbor_list: bool | None = None,
+                skin: float = 0.1) -> Integrator:
     """NVT by a Nose-Hoover chain (Martyna, Klein & Tuckerman, J. Chem. Phys. 97, 2635 (1992),
     doi:10.1063/1.463940), Trotter-split around velocity Verlet with RATTLE. ``tau`` (ps) sets
     the thermostat masses Q_1 = dof kT tau^2, Q_k = kT tau^2. ``state.extra`` holds the chain
@@ -279,7 +282,7 @@ def nose_hoover(system, *, timestep: float, temperature: float, tau: float = 0.1
         return kernel
 
     return _integrator(system, timestep, "nose-hoover", extra_init, make, remove_com=True,
-                       neighbor_list=neighbor_list)
+                       neighbor_list=neighbor_list, skin=skin)
 
 
 def nose_hoover_conserved_energy(state: MDState, masses, dof: int, temperature: float,
@@ -294,7 +297,7 @@ def nose_hoover_conserved_energy(state: MDState, masses, dof: int, temperature: 
 
 
 def brownian(system, *, timestep: float, temperature: float, friction: float = 1.0,
-             neighbor_list: bool | None = None) -> Integrator:
+             neighbor_list: bool | None = None, skin: float = 0.1) -> Integrator:
     """Overdamped Langevin (OpenMM's BrownianIntegrator): x += dt F/(m gamma) +
     sqrt(2 kT dt/(m gamma)) xi; velocities are (x_new - x)/dt. ``friction`` gamma in 1/ps."""
     _check_bath(temperature, friction)
@@ -319,11 +322,11 @@ def brownian(system, *, timestep: float, temperature: float, friction: float = 1
         return kernel
 
     return _integrator(system, timestep, "brownian", _no_extra, make, remove_com=False,
-                       neighbor_list=neighbor_list)
+                       neighbor_list=neighbor_list, skin=skin)
 
 
 def gradient_descent(system, *, step_size: float,
-                     neighbor_list: bool | None = None) -> Integrator:
+                     neighbor_list: bool | None = None, skin: float = 0.1) -> Integrator:
     """Gradient descent as a stepping integrator (JAX MD's ``minimize.gradient_descent``):
     x += step_size F, then constraints (SHAKE); ``step_size`` in nm^2 mol/kJ (it is the
     integrator's ``timestep``); velocities hold the step / step_size. With a protocol it
@@ -340,11 +343,12 @@ def gradient_descent(system, *, step_size: float,
         return kernel
 
     return _integrator(system, step_size, "gradient-descent", _no_extra, make,
-                       remove_com=False, neighbor_list=neighbor_list)
+                       remove_com=False, neighbor_list=neighbor_list, skin=skin)
 
 
 def fire_descent(system, *, dt_start: float = 0.002, dt_max: float = 0.02,
-                 max_step: float = 0.01, neighbor_list: bool | None = None) -> Integrator:
+                 max_step: float = 0.01, neighbor_list: bool | None = None,
+                 skin: float = 0.1) -> Integrator:
     """FIRE (``minimize.fire``) as a stepping integrator (JAX MD's ``minimize.fire_descent``):
     the same update, its step size, mixing and counter kept in ``state.extra``, so the runner,
     reporters and protocols drive it like any integrator. Start it with zero velocities."""
@@ -374,4 +378,4 @@ def fire_descent(system, *, dt_start: float = 0.002, dt_max: float = 0.02,
         return kernel
 
     return _integrator(system, dt_start, "fire-descent", extra_init, make, remove_com=False,
-                       neighbor_list=neighbor_list)
+                       neighbor_list=neighbor_list, skin=skin)

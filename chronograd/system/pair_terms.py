@@ -9,8 +9,9 @@ B_ab). Gradients reach every entry.
 
 Pairs follow the pair policy (``pairs.py``): the term holds the explicit candidate pairs (all
 i < j pairs less exclusions; minimum image when periodic), masked by the cutoff inside the
-energy, or, for a 3D periodic system above ``MAX_EXPLICIT_PAIR_PARTICLES`` particles, builds a
-neighbor list inside the energy (overflow gives NaN, never a truncated sum). ``shift``
+energy, or, for a 3D periodic system above ``MAX_EXPLICIT_PAIR_PARTICLES`` particles, uses the
+neighbor list that dynamics and minimization keep (with a skin) and pass in, or, when called
+without one, builds a list inside the energy (overflow gives NaN, never a truncated sum). ``shift``
 subtracts f(cutoff) so the energy is continuous at the cutoff. Padded particles have species
 -1 and padded pairs hold the index N: both contribute exactly zero.
 """
@@ -126,7 +127,9 @@ class PairPotentialTerm:
                 out[name] = (0.5 * (v + v.T))[si, sj]  # symmetric table, symmetric gradient
         return out
 
-    def _pairs(self, positions, box):
+    def _pairs(self, positions, box, pairs=None):
+        if pairs is not None and self.neighbors is not None:  # the system's skinned list
+            return pairs, jnp.asarray(False)
         if self.neighbors is None:
             p = jnp.asarray(self.pairs)
             return (p[:, 0], p[:, 1]), jnp.asarray(False)
@@ -135,7 +138,7 @@ class PairPotentialTerm:
 
     def energy_terms(self, positions, box, params, pairs=None):
         box = box if self.periodic else None
-        (i, j), overflow = self._pairs(positions, box)
+        (i, j), overflow = self._pairs(positions, box, pairs)
         r, valid = pair_distances(positions, box, (i, j))
         species = jnp.asarray(self.species)
         n = positions.shape[0]

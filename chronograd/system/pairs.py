@@ -44,10 +44,23 @@ def explicit_pairs(n_atoms: int, exclusions) -> np.ndarray:
     return np.stack([i[keep], j[keep]], axis=1).astype(np.int32)
 
 
-def uses_neighbor_list(system) -> bool:
-    """True when ``system`` has a nonbonded cutoff: its pairs come from a neighbor list."""
+def list_owner(system):
+    """(cutoff, exclusions [E, 2]) of the term whose pairs come from the system's neighbor
+    list, or None: the nonbonded term when it has a cutoff, else a pair term of a large
+    periodic particle system (one that would otherwise build its list in every evaluation).
+    Dynamics and minimization then keep a skinned list in their state for it."""
     nb = system.nonbonded
-    return bool(nb is not None and nb.uses_cutoff)
+    if nb is not None:
+        return (nb.cutoff, nb.exception_atoms) if nb.uses_cutoff else None
+    for term in system.terms:
+        if term.kind == "pair_potential" and term.neighbors is not None:
+            return term.cutoff, np.asarray(term.exclusions, np.int64).reshape(-1, 2)
+    return None
+
+
+def uses_neighbor_list(system) -> bool:
+    """True when ``system``'s pairs come from a neighbor list (see ``list_owner``)."""
+    return list_owner(system) is not None
 
 
 def choose_neighbor_list(system, requested: bool | None) -> bool:

@@ -23,7 +23,12 @@ from chronograd.space.periodic import check_reduced_box
 from chronograd.space.positions import check_positions
 from chronograd.system import structure as st
 from chronograd.system.nonbonded import NonbondedTerm
-from chronograd.system.pairs import MAX_PARTICLE_DENSITY, neighbors_per_row, uses_neighbor_list
+from chronograd.system.pairs import (
+    MAX_PARTICLE_DENSITY,
+    list_owner,
+    neighbors_per_row,
+    uses_neighbor_list,
+)
 from chronograd.system.virtual_sites import place_virtual_sites
 
 
@@ -140,7 +145,8 @@ class System:
             return self._cache[key]
         structure = self.structure
         in_trace = None
-        if self.uses_neighbor_list:
+        nb = self.nonbonded
+        if nb is not None and nb.uses_cutoff:  # (a pair term builds its own, sized by density)
             fns, skeleton = self._in_trace_neighbors()
 
             @jax.jit  # once per system: the neighbor-list functions are closures
@@ -195,20 +201,22 @@ class System:
         return fn
 
     def neighbor_list(self, *, skin: float = 0.1, capacity_multiplier: float = 1.25):
-        """Neighbor list for this system's nonbonded cutoff, with its exceptions excluded."""
-        nb = self.nonbonded
-        if nb is None or not nb.uses_cutoff:
+        """Neighbor list for this system's cutoff (the nonbonded term's, with its exceptions
+        excluded, or a large periodic particle system's pair term's; ``pairs.list_owner``)."""
+        owner = list_owner(self)
+        if owner is None:
             raise InputError(
                 "this system has no nonbonded cutoff, so a neighbor list does not apply;"
                 " its pairs are the explicit list held by the nonbonded term"
             )
+        cutoff, exclusions = owner
         key = ("nl", skin, capacity_multiplier)
         if key not in self._cache:
             self._cache[key] = neighbor_list(
                 self.n_atoms,
-                nb.cutoff,
+                cutoff,
                 skin=skin,
-                exclusions=nb.exception_atoms,
+                exclusions=exclusions,
                 capacity_multiplier=capacity_multiplier,
             )
         fns: NeighborListFns = self._cache[key]
