@@ -437,6 +437,10 @@ def to_openmm(system: System, params=None):
             raise InputError(
                 f"term {term.name!r} is a graph-network potential, which an OpenMM System"
                 " cannot hold; export the system without it (or run it in chronograd)")
+        if term.kind == "function":
+            raise InputError(
+                f"term {term.name!r} is a Python function (FunctionTerm), which an OpenMM"
+                " System cannot hold; write it as an OpenMM custom force to export it")
         if term.kind in ("pair_potential", "harmonic_trap"):
             raise InputError(
                 f"term {term.name!r} ({term.kind} of a particle system) has no OpenMM export"

@@ -13,6 +13,7 @@ from chronograd.system.mixed_source import MixedSource, mix_sources
 from chronograd.system.nonbonded import NonbondedTerm
 from chronograd.system.system import System
 from chronograd.system.terms import (
+    FunctionTerm,
     HarmonicAngleTerm,
     HarmonicBondTerm,
     MorseBondTerm,
@@ -20,6 +21,7 @@ from chronograd.system.terms import (
 )
 
 __all__ = [
+    "FunctionTerm",
     "HarmonicAngleTerm",
     "HarmonicBondTerm",
     "MixedSource",

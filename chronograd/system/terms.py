@@ -132,3 +132,45 @@ class HarmonicTrapTerm:
 
 jax.tree_util.register_dataclass(HarmonicTrapTerm, data_fields=["atoms"],
                                  meta_fields=["name", "periodic"])
+
+
+@dataclass(frozen=True, eq=False)
+class FunctionTerm:
+    """A user's own energy term: ``fn(positions, box, params) -> kJ/mol`` (pure JAX; ``box``
+    is None unless ``periodic``), its parameters ``params[name]`` a dict of arrays named by
+    ``param_names``. It plugs into a System like a built-in term — energies, forces, Hessians,
+    parameter gradients, dynamics, protocols and every gradient estimator — and reports its
+    energy under ``name``. ``fn`` is static (hashable); its numbers live in params."""
+
+    name: str
+    fn: object
+    param_names: tuple = ()
+    periodic: bool = False
+    allows_overlap: bool = True
+    kind: ClassVar[str] = "function"
+
+    @property
+    def report(self) -> str:
+        return self.name
+
+    def term_names(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def validate(self, where: str, slots: dict, n: int) -> None:
+        from chronograd.errors import InputError
+
+        missing = [p for p in self.param_names if p not in slots]
+        if missing:
+            raise InputError(f"{where}: params[{self.name!r}] lacks {missing}")
+        for p in self.param_names:
+            v = np.asarray(slots[p])
+            if v.dtype.kind not in "fiu" or not np.all(np.isfinite(v)):
+                raise InputError(f"{where}: parameter {p!r} must hold finite numbers")
+
+    def energy_terms(self, positions, box, params, pairs=None):
+        return {self.name: self.fn(positions, box if self.periodic else None, params)}
+
+
+jax.tree_util.register_dataclass(
+    FunctionTerm, data_fields=[],
+    meta_fields=["name", "fn", "param_names", "periodic", "allows_overlap"])
