@@ -88,3 +88,25 @@ def protocol_work(integ, schedule, positions, key, box=None):
     work = work + (energy(state.positions, box, at(last + 1))
                    - energy(state.positions, box, at(last)))
     return work, state.positions
+
+
+def scheduled(integrator, schedule):
+    """The integrator with a protocol built into its step: every step runs the original step
+    with ``schedule(params, t)`` (t = (step + 1/2) dt, the step's midpoint), where ``params``
+    may carry protocol coefficients beside the system's parameters (extra keys of the
+    parameter dict are ignored by the energy). The coefficients are then ordinary parameters
+    of a time-independent step, so every trajectory estimator (``gradients.trajectory``:
+    forward, windowed, reverse, checkpointed, finite differences) differentiates them.
+
+        def schedule(p, t):
+            centre = piecewise_linear(p["Protocol"]["knots"], t, duration)
+            return {**p, "Trap": dict(p["Trap"], center=...)}
+        integ = scheduled(cg.dynamics.brownian(system, ...), schedule)
+    """
+    dt = float(integrator.timestep)
+
+    def step(state, params, protocol=None):
+        t = (state.step + 0.5) * dt
+        return integrator.step(state, schedule(params, t), protocol)
+
+    return integrator._replace(step=step)
