@@ -11,6 +11,8 @@
         --temperature 300K [--pressure 1bar] [--minimize] [--integrator langevin|verlet|
         nose-hoover|brownian] -o traj.dcd [--report-every K] [--checkpoint F [--resume]]
     chronograd fit CONFIG.toml [--resume] [--stop-after N] [--quiet]
+    chronograd qm validate DATASET
+    chronograd qm import qcschema|torsiondrive|xyz FILES... --out DIR [--smiles MAPPED]
     chronograd --debug ...       # on an error, print the traceback too
 
 One error path (``main``): every input problem (a ChronogradError) is printed as one line
@@ -40,6 +42,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="chronograd: differentiable molecular simulation.",
 )
+
+
+def _add_qm() -> None:
+    from chronograd.cli.qm_commands import qm_app
+
+    app.add_typer(qm_app, name="qm")
+
+
+_add_qm()
 
 
 @app.callback()

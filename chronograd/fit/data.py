@@ -1,8 +1,9 @@
 """QM reference data: reading and checking a dataset (manifest.json + arrays .npz).
 
-Format ``chronograd-qm/1`` (see data/qm/make_qm_data.py): a JSON manifest with method, basis,
-programs, ``units`` and ``records``; an NPZ with ``<record id>/positions`` [n, N, 3],
-``/energy`` [n], ``/gradient`` [n, N, 3] and optionally ``/atomic_numbers`` [N]. Every record
+Format ``chronograd-qm/1`` (see data/qm/make_qm_data.py and docs/qm_data.md): a JSON manifest
+with method, basis, programs, ``units`` and ``records``; an NPZ with ``<record id>/positions``
+[n, N, 3], ``/energy`` [n], ``/gradient`` [n, N, 3] (or ``/forces``; neither: an energy-only
+record) and optionally ``/atomic_numbers`` [N]. Every record
 has a mapped SMILES (atom order = map number - 1) and a per-geometry train/test ``split``.
 Values are converted to chronograd units (nm, kJ/mol) when read.
 """
@@ -21,7 +22,9 @@ from chronograd.topology import Molecule
 
 @dataclass
 class QMRecord:
-    """One molecule's geometries with QM energies (kJ/mol) and forces (kJ/mol/nm)."""
+    """One molecule's geometries with QM energies (kJ/mol) and forces (kJ/mol/nm). An
+    energy-only record (a torsion scan without gradients) has ``has_forces`` False and zero
+    forces, which force terms skip."""
 
     id: str
     kind: str  # "torsion_scan" | "conformers" | other
@@ -32,6 +35,7 @@ class QMRecord:
     split: np.ndarray  # [n] str
     dihedral: tuple | None = None
     angles_deg: np.ndarray | None = None
+    has_forces: bool = True
 
     def subset(self, split: str | None) -> QMRecord:
         """The geometries of one split ("train" / "test"), or all for None."""
@@ -40,7 +44,8 @@ class QMRecord:
         keep = self.split == split
         return QMRecord(self.id, self.kind, self.molecule, self.positions[keep],
                         self.energy[keep], self.forces[keep], self.split[keep], self.dihedral,
-                        None if self.angles_deg is None else self.angles_deg[keep])
+                        None if self.angles_deg is None else self.angles_deg[keep],
+                        self.has_forces)
 
 
 def _unit_factor(units: dict, key: str, where: str, example: str) -> float:
@@ -194,14 +199,16 @@ def load_qm_dataset(path, *, records: list[str] | None = None) -> list[QMRecord]
             energy = _numeric(arrays, f"{rid}/energy", arrays_path, rid)
         except KeyError as e:
             raise InputError(f"{arrays_path}: no array {e.args[0]} for record {rid!r}") from None
+        has_forces = True
         if f"{rid}/gradient" in arrays:
             g_unit = _unit_factor(units, "gradient", str(manifest), "hartree/bohr")
             forces = -_numeric(arrays, f"{rid}/gradient", arrays_path, rid) * g_unit
         elif f"{rid}/forces" in arrays:
             g_unit = _unit_factor(units, "forces", str(manifest), "hartree/bohr")
             forces = _numeric(arrays, f"{rid}/forces", arrays_path, rid) * g_unit
-        else:
-            raise InputError(f"{arrays_path}: record {rid!r} has neither gradient nor forces")
+        else:  # energy-only (e.g. a torsion scan without gradients): force terms skip it
+            has_forces = False
+            forces = np.zeros_like(pos)
         n_atoms = mol.n_atoms
         if pos.ndim != 3 or pos.shape[1:] != (n_atoms, 3) or pos.shape[0] == 0:
             raise InputError(f"{where}: positions have shape {pos.shape}, but the mapped SMILES"
@@ -227,7 +234,7 @@ def load_qm_dataset(path, *, records: list[str] | None = None) -> list[QMRecord]
         mol.positions = pos[0].copy()  # the conformer charge models (AM1-BCC) start from
         split, dihedral, angles = _record_geometry_fields(r, where, len(pos), n_atoms)
         out.append(QMRecord(rid, r.get("kind", "conformers"), mol, pos, energy * e_unit, forces,
-                            split, dihedral, angles))
+                            split, dihedral, angles, has_forces))
     return out
 
 

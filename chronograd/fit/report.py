@@ -68,7 +68,7 @@ def metric_rows(summary):
         m1 = summary["metrics_final"][name]
         for split, values in m0.items():
             for key, a in values.items():
-                if key != "n_geometries":
+                if key != "n_geometries" and a is not None:  # no forces: no force RMSE
                     yield name, split, values["n_geometries"], key, a, m1[split][key]
 
 
@@ -80,8 +80,11 @@ def _parity(plt, folder, preds):
                 for split in ("train", "test"):
                     keep = r["split"] == split
                     if keep.any():
+                        forces = r.get("has_forces", True)  # energy-only: no force points
+                        qf = r["qm_forces"][keep].ravel() if forces else np.zeros(0)
+                        mf = r["mm_forces"][keep].ravel() if forces else np.zeros(0)
                         rows.append((label, split, r["qm_energy"][keep], r["mm_energy"][keep],
-                                     r["qm_forces"][keep].ravel(), r["mm_forces"][keep].ravel()))
+                                     qf, mf))
     if not rows:
         return []
     fig, axes = plt.subplots(2, 2, figsize=(8, 7))

@@ -64,6 +64,7 @@ def _layout(records, fitted, reference, with_forces):
     min_at = np.zeros(len(records), np.int64)
     f_qm = np.zeros(sum(len(x) * n * 3 for x, n in zip(fit.positions, fit.n_padded,
                                                         strict=True)))
+    f_mask = np.zeros_like(f_qm)
     order = []
     for m, f in enumerate(fitted):
         ei = fit.energy_index(m)
@@ -73,6 +74,7 @@ def _layout(records, fitted, reference, with_forces):
             min_at[m] = ei[int(np.argmin(f.energy))]
         fi = fit.force_index(m)
         f_qm[fi] = np.asarray(f.forces).ravel()
+        f_mask[fi] = float(f.has_forces)
         order.append(ei)
         if with_forces:
             order.append(n_geo + fi)
@@ -83,7 +85,7 @@ def _layout(records, fitted, reference, with_forces):
         ref_qm = e_qm[min_at][rec_of]
     static = {"rec_of": jnp.asarray(rec_of), "counts": jnp.asarray(counts, float),
               "min_at": jnp.asarray(min_at), "e_rel": jnp.asarray(e_qm - ref_qm),
-              "f_qm": jnp.asarray(f_qm),
+              "f_qm": jnp.asarray(f_qm), "f_mask": jnp.asarray(f_mask),
               "order": jnp.asarray(np.concatenate(order) if order else np.zeros(0, int))}
     return every, fit, static
 
@@ -133,7 +135,7 @@ class EnergyForceTarget:
         self._every, self._fit, self._static = _layout(self.records, fitted, reference,
                                                        bool(force_weight))
         self.n_energy = sum(len(f.energy) for f in fitted)
-        self.n_force = sum(f.forces.size for f in fitted)
+        self.n_force = sum(f.forces.size for f in fitted if f.has_forces)
         if self.n_energy == 0:
             raise InputError(f"target {name!r}: no geometries in split {split!r}")
         self.residuals = jax.jit(self._residuals)
@@ -145,15 +147,16 @@ class EnergyForceTarget:
 
     def _residuals(self, theta):
         se = jnp.sqrt(self.weight * self.energy_weight / self.n_energy) / self.energy_denominator
-        sf = jnp.sqrt(self.weight * self.force_weight / self.n_force) / self.force_denominator
+        sf = jnp.sqrt(self.weight * self.force_weight / max(self.n_force, 1)
+                      ) / self.force_denominator
         if self._fit is not None:
             return self._batched_residuals(theta, se, sf)
         out = []
         for rec, (x, e_qm, f_qm) in zip(self.records, self._data, strict=True):
             u, g = rec.batch(x, theta)
             out.append(se * (self._reference(u, e_qm) - self._reference(e_qm, e_qm)))
-            if self.force_weight:
-                out.append(sf * (-g - f_qm).ravel())
+            if self.force_weight:  # energy-only records: zero rows
+                out.append(sf * float(rec.record.has_forces) * (-g - f_qm).ravel())
         return jnp.concatenate(out)
 
     def _batched_residuals(self, theta, se, sf):
@@ -169,7 +172,7 @@ class EnergyForceTarget:
         rows = [se * ((u - ref) - c["e_rel"])]
         if self.force_weight:
             grad = jnp.concatenate([g.reshape(-1) for _, g in per])
-            rows.append(sf * (-grad - c["f_qm"]))
+            rows.append(sf * c["f_mask"] * (-grad - c["f_qm"]))
         return jnp.concatenate(rows)[c["order"]]
 
     def _energies_forces(self, theta):
@@ -205,11 +208,14 @@ class EnergyForceTarget:
                 qe = qm.energy[keep]
                 de.append(_relative(u[keep], qe, self.reference)
                           - _relative(qe, qe, self.reference))
-                df.append((f[keep] - qm.forces[keep]).ravel())
+                if qm.has_forces:
+                    df.append((f[keep] - qm.forces[keep]).ravel())
             if de:
-                de, df = np.concatenate(de), np.concatenate(df)
+                de = np.concatenate(de)
+                df = np.concatenate(df) if df else None
                 out[split] = {"energy_rmse": float(np.sqrt(np.mean(de ** 2))),
-                              "force_rmse": float(np.sqrt(np.mean(df ** 2))),
+                              "force_rmse": None if df is None
+                              else float(np.sqrt(np.mean(df ** 2))),
                               "n_geometries": int(de.size)}
         return out
 
@@ -222,7 +228,7 @@ class EnergyForceTarget:
                         "angles_deg": qm.angles_deg,
                         "qm_energy": _relative(qm.energy, qm.energy, self.reference),
                         "mm_energy": _relative(u, qm.energy, self.reference),
-                        "qm_forces": qm.forces, "mm_forces": f})
+                        "qm_forces": qm.forces, "mm_forces": f, "has_forces": qm.has_forces})
         return out
 
 

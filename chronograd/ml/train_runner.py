@@ -109,6 +109,10 @@ def stage_examples(cfg, index: int, ff, model) -> tuple[list, list, list]:
         split = stage.get("split", "train")
         examples, test = [], []
         for r in records:
+            if not r.has_forces and stage.get("force_weight", 0.0):
+                raise cfg.error("stages", index=index, message=(
+                    f"record {r.id!r} has energies only (no gradients) but force_weight is"
+                    f" {stage['force_weight']}; set force_weight = 0 or drop the record"))
             charges = nagl.charges(r.molecule) if nagl is not None else None
             for which, into in ((split, examples), ("test", test)):
                 sub = r.subset(which)
