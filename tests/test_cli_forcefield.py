@@ -50,6 +50,15 @@ def test_energy_json_terms_and_gradient_csv(sdf, tmp_path):
     assert len(rows) > 30
     assert {r["handler"] for r in rows} >= {"Bonds", "Angles", "ProperTorsions", "vdW"}
     assert any(float(r["gradient"]) != 0 for r in rows)
+    # SMIRKS and ids, and the scaled sensitivity gradient x prior width
+    from chronograd.fit.objective import DEFAULT_PRIORS
+
+    t17 = [r for r in rows if r["handler"] == "ProperTorsions" and r["smirks"].startswith("[")]
+    assert t17 and all(r["id"].startswith("t") for r in t17)
+    for r in rows:
+        width = DEFAULT_PRIORS.get(f"{r['handler']}.{r['attribute'].rstrip('0123456789')}")
+        if width is not None:
+            assert float(r["scaled_sensitivity"]) == pytest.approx(float(r["gradient"]) * width)
 
 
 def test_parameterize_writes_a_loadable_system(tmp_path):

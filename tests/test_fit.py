@@ -143,7 +143,7 @@ def test_resumed_fit_equals_uninterrupted(tmp_path):
     for name in ("report.md", "loss.png", "parity.png", "torsions.png", "log.jsonl"):
         assert (tmp_path / "a/out" / name).stat().st_size > 0
     log = [json.loads(line) for line in (tmp_path / "a/out/log.jsonl").read_text().splitlines()]
-    assert [e["iteration"] for e in log] == [1, 2, 3, 4]
+    assert [e["iteration"] for e in log] == [0, 1, 2, 3, 4]  # iteration 0: the start
     assert not list((tmp_path / "b/out").glob(".*"))  # no temporary or staging files left
 
 
@@ -155,6 +155,44 @@ def test_optimizers_lower_the_objective(tmp_path, method):
     assert s["loss_final"] <= s["loss_initial"]
     if method != "neuroevolution":
         assert s["loss_final"] < s["loss_initial"]
+    out = tmp_path / "out"
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0]["iteration"] == 0 and log[0]["loss"] == pytest.approx(s["loss_initial"])
+    assert s["stopped"]  # a convergence criterion or the iteration limit, named
+    report = (out / "report.md").read_text()
+    assert "*Top: relative energies of every geometry" in report  # the parity caption
+    assert f"(stopped: {s['stopped']})" in report
+
+
+def test_convergence_criteria_stop_the_fit():
+    from chronograd.fit.runner import CONVERGENCE_DEFAULTS, converged
+
+    opts = dict(CONVERGENCE_DEFAULTS)
+    log = [{"loss": 10.0}, {"loss": 5.0, "grad_norm": 1.0}]
+    assert converged(log, 0.1, opts) is None
+    log += [{"loss": 5.0 * (1 - 1e-8), "grad_norm": 1.0}, {"loss": 5.0 * (1 - 2e-8),
+                                                            "grad_norm": 1.0}]
+    assert "relative objective change" in converged(log, 0.1, opts)
+    assert "for 2 iterations" in converged(log, 0.1, opts)
+    assert converged(log[:3], 0.1, opts) is None  # one small change is not enough
+    assert "gradient norm" in converged([{"loss": 1.0, "grad_norm": 1e-9}], 0.1, opts)
+    assert "step" in converged([{"loss": 1.0}, {"loss": 0.5}], 1e-12, opts)
+
+
+def test_levenberg_marquardt_stops_when_converged(tmp_path):
+    """LM on a small fit with a loose objective tolerance stops before its iteration limit
+    and says why (it used to run on past convergence)."""
+    scan_only = f"""
+[[targets]]
+name = "scans"
+type = "torsion_profile"
+dataset = "{QM}"
+records = ["scan-ethanol"]
+"""
+    s = run_fit(_config(tmp_path, "levenberg-marquardt", iterations=12,
+                        extra="loss_tolerance = 0.05\npatience = 1\n", targets=scan_only),
+                progress=False)
+    assert s["iterations"] < 12 and "relative objective change" in s["stopped"]
 
 
 def test_fitted_offxml_through_openff_toolkit_and_openmm(tmp_path):

@@ -45,37 +45,31 @@ def resolve_charges(molecule, charges: str) -> str | None:
 
 
 # Internal units of each theta attribute (the gradient is kJ/mol per this unit).
-_UNITS = {
-    ("Bonds", "length"): "nm", ("Bonds", "k"): "kJ/mol/nm^2", ("Angles", "angle"): "rad",
-    ("Angles", "k"): "kJ/mol/rad^2", ("ProperTorsions", "k"): "kJ/mol",
-    ("ProperTorsions", "phase"): "rad", ("ImproperTorsions", "k"): "kJ/mol",
-    ("ImproperTorsions", "phase"): "rad", ("vdW", "epsilon"): "kJ/mol", ("vdW", "sigma"): "nm",
-    ("vdW", "rmin_half"): "nm", ("LibraryCharges", "charge"): "e",
-    ("ChargeIncrementModel", "charge_increment"): "e", ("Constraints", "distance"): "nm",
-}
 
 
 def write_parameter_gradients(path: Path, ff, system, positions) -> int:
-    """CSV of id, handler, attribute, value, gradient (internal units) for used parameters."""
+    """CSV of the parameters the system uses: id, SMIRKS, handler, attribute, value, dU/dtheta
+    and the scaled sensitivity dU/dtheta x prior width (kJ/mol per prior width: ranks
+    parameters of different units on one scale), in internal units."""
     from chronograd.system.source import theta_offsets, used_theta_rows
 
     grad = jax.grad(system.energy_fn(), argnums=2)(np.asarray(positions), None, ff.params)
     offsets = theta_offsets(ff.params)
     used = set(used_theta_rows(system.source).tolist())
+    seen: dict = {}
     n = 0
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["id", "handler", "attribute", "value", "gradient", "value_unit",
-                         "gradient_unit"])
-        for handler, attrs in ff.row_info.items():
-            for attr, info in attrs.items():
-                values = np.asarray(ff.params[handler][attr])
-                g = np.asarray(grad[handler][attr])
-                for pos, pid in enumerate(info.ids):
-                    if offsets[(handler, attr)] + pos not in used:
-                        continue
-                    unit = _UNITS[(handler, attr)]
-                    writer.writerow([pid, handler, info.file_attribute[pos], float(values[pos]),
-                                     float(g[pos]), unit, f"kJ/mol per {unit}"])
-                    n += 1
+        writer.writerow(["id", "smirks", "handler", "attribute", "value", "gradient",
+                         "scaled_sensitivity", "value_unit", "gradient_unit"])
+        for row in ff.parameter_table(gradient=grad):
+            key = (row["handler"], row["attribute"])
+            pos = seen[key] = seen.get(key, -1) + 1
+            if offsets[key] + pos not in used:
+                continue
+            s = row["scaled_sensitivity"]
+            writer.writerow([row["id"], row["smirks"], row["handler"], row["file_attribute"],
+                             row["value"], row["gradient"], "" if s is None else s,
+                             row["unit"], f"kJ/mol per {row['unit']}"])
+            n += 1
     return n

@@ -23,7 +23,10 @@
 
     [optimizer]
     method = "lbfgs"               # adam | lbfgs | levenberg-marquardt | neuroevolution
-    iterations = 20
+    iterations = 20                # at most; the fit stops earlier when converged:
+    loss_tolerance = 1e-6          #   relative objective change, `patience` times in a row
+    gradient_tolerance = 1e-6      #   gradient norm (phi: prior-width units)
+    step_tolerance = 1e-8          #   step norm (phi)
 
     [output]
     directory = "fit-out"          # relative to this file
@@ -64,7 +67,10 @@ _SCHEMA = {
                 "min_ess": (int, float), "seed": int, "initial_density": (int, float)},
     "optimizer": {"method": str, "iterations": int, "learning_rate": (int, float),
                   "memory_size": int, "damping": (int, float), "mutation_scale": (int, float),
-                  "temperature": (int, float), "seed": int},
+                  "temperature": (int, float), "seed": int,
+                  # convergence (fit/runner.py): any criterion met stops the fit
+                  "loss_tolerance": (int, float), "gradient_tolerance": (int, float),
+                  "step_tolerance": (int, float), "patience": int},
     "output": {"directory": str, "checkpoint_every": int, "report": bool},
     "parallel": {"cluster": str, "workers": int, "jobqueue": dict},
 }

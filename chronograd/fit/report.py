@@ -23,8 +23,12 @@ def write_report(folder: Path, cfg, obj, log, summary, phi0, phi) -> None:
     if log:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         it = [e["iteration"] for e in log]
-        ax.semilogy([0] + it, [summary["loss_initial"]] + [e["loss"] for e in log], "k-",
-                    label="total")
+        if it[0] != 0:  # logs written before iteration 0 was logged
+            it, losses = [0] + it, [summary["loss_initial"]] + [e["loss"] for e in log]
+        else:
+            losses = [e["loss"] for e in log]
+        ax.semilogy(it, losses, "k-", label="total")
+        it = [e["iteration"] for e in log]
         for name in log[0]["targets"]:
             ax.semilogy(it, [e["targets"][name] for e in log], label=name, lw=1)
         ax.set_xlabel("iteration")
@@ -33,7 +37,10 @@ def write_report(folder: Path, cfg, obj, log, summary, phi0, phi) -> None:
         fig.tight_layout()
         fig.savefig(folder / "loss.png", dpi=110)
         plt.close(fig)
-        images.append(("Objective per iteration", "loss.png"))
+        images.append(("Objective per iteration", "loss.png",
+                       "The objective (targets plus prior, black) and each target's part after"
+                       " every iteration; iteration 0 is the starting force field. The fit"
+                       f" stopped: {summary.get('stopped', 'iteration limit')}."))
     preds = {}
     for label, p in (("before", phi0), ("after", phi)):
         theta = obj.theta(np.asarray(p))
@@ -43,7 +50,8 @@ def write_report(folder: Path, cfg, obj, log, summary, phi0, phi) -> None:
 
     lines = [f"# Fit report: {cfg.path.name}", "",
              f"Force field: `{cfg.forcefield['file']}` -> `{summary['forcefield']}`; optimizer"
-             f" {summary['optimizer']}, {summary['iterations']} iterations; objective"
+             f" {summary['optimizer']}, {summary['iterations']} iterations (stopped:"
+             f" {summary.get('stopped', 'iteration limit')}); objective"
              f" {summary['loss_initial']:.6g} -> {summary['loss_final']:.6g}.", "",
              "## Against QM, before and after", "",
              "Relative energies in kJ/mol, forces in kJ/mol/nm, bond lengths in nm, angles in"
@@ -57,8 +65,8 @@ def write_report(folder: Path, cfg, obj, log, summary, phi0, phi) -> None:
     for p in summary["parameters"]:
         lines.append(f"| {p['label']} | {p['initial']:.6g} | {p['final']:.6g} |"
                      f" {p['final'] - p['initial']:+.4g} |")
-    for title, name in images:
-        lines += ["", f"## {title}", "", f"![{title}]({name})"]
+    for title, name, caption in images:
+        lines += ["", f"## {title}", "", f"![{title}]({name})", "", f"*{caption}*"]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -108,7 +116,15 @@ def _parity(plt, folder, preds):
     fig.tight_layout()
     fig.savefig(folder / "parity.png", dpi=110)
     plt.close(fig)
-    return [("QM vs MM, before and after", "parity.png")]
+    return [("QM vs MM, before and after", "parity.png",
+             "Top: relative energies of every geometry, QM (x) against MM (y), before (left)"
+             " and after (right) the fit; each record's energies are taken relative to its"
+             " mean (or its QM minimum), as in the target. Bottom: every Cartesian force"
+             " component of every atom at every geometry, QM against MM (kJ/mol/nm); points"
+             " on the dashed diagonal agree. At geometries that were relaxed with a force"
+             " field (MM-relaxed scans) the QM forces hold the residual relaxation the MM"
+             " surface does not have, so a wide cloud in the force panels is expected there;"
+             " energy-only records add no force points.")]
 
 
 def _torsions(plt, folder, preds):
@@ -141,4 +157,7 @@ def _torsions(plt, folder, preds):
     fig.tight_layout()
     fig.savefig(folder / "torsions.png", dpi=110)
     plt.close(fig)
-    return [("Torsion profiles", "torsions.png")]
+    return [("Torsion profiles", "torsions.png",
+             "Relative energy along each scanned dihedral: QM (black), the starting force"
+             " field (grey) and the fitted one (red), each relative to its own reference as"
+             " in the target (kJ/mol).")]

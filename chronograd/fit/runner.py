@@ -30,11 +30,53 @@ class FitError(ChronogradError, RuntimeError):
 def _optimizer(cfg):
     from chronograd.fit.optimizers import make_optimizer
 
-    opts = {k: v for k, v in cfg.optimizer.items() if k not in ("method", "iterations")}
+    opts = {k: v for k, v in cfg.optimizer.items() if k not in ("method", "iterations")
+            and k not in CONVERGENCE_DEFAULTS}
     try:
         return make_optimizer(cfg.optimizer["method"], **opts)
     except InputError as e:
         raise cfg.error("optimizer", "method", message=str(e)) from None
+
+
+# Stopping rules (any one stops the fit): the objective's relative change stays below
+# loss_tolerance for `patience` iterations in a row, the gradient norm (in phi, prior-width
+# units) falls below gradient_tolerance, or a step moves phi by less than step_tolerance.
+# Neuroevolution (stochastic, most mutations rejected) uses none by default.
+CONVERGENCE_DEFAULTS = {"loss_tolerance": 1e-6, "gradient_tolerance": 1e-6,
+                        "step_tolerance": 1e-8, "patience": 2}
+
+
+def convergence_options(cfg) -> dict:
+    method = cfg.optimizer.get("method")
+    out = {}
+    for key, default in CONVERGENCE_DEFAULTS.items():
+        if method == "neuroevolution" and key != "patience":
+            default = 0.0
+        value = cfg.optimizer.get(key, default)
+        if not (np.isfinite(value) and value >= 0) or (key == "patience" and value < 1):
+            raise cfg.error("optimizer", key, message=f"{key} must be a number >= 0"
+                            + (" (an integer >= 1)" if key == "patience" else ""))
+        out[key] = value
+    return out
+
+
+def converged(log: list[dict], step_norm: float, options: dict) -> str | None:
+    """Why the fit stops after the last log entry, or None."""
+    last = log[-1]
+    g = last.get("grad_norm")
+    if g is not None and g <= options["gradient_tolerance"]:
+        return (f"gradient norm {g:.3g} <= gradient_tolerance"
+                f" {options['gradient_tolerance']:g}")
+    if options["step_tolerance"] > 0 and step_norm <= options["step_tolerance"]:
+        return f"step {step_norm:.3g} <= step_tolerance {options['step_tolerance']:g}"
+    n, tol = int(options["patience"]), options["loss_tolerance"]
+    if tol > 0 and len(log) > n:
+        changes = [abs(log[-k]["loss"] - log[-k - 1]["loss"])
+                   / max(abs(log[-k - 1]["loss"]), 1e-300) for k in range(1, n + 1)]
+        if max(changes) <= tol:
+            return (f"relative objective change {max(changes):.3g} <= loss_tolerance {tol:g}"
+                    f" for {n} iterations")
+    return None
 
 
 def _log_text(log):
@@ -131,14 +173,29 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
     ckpt_path, log_path = out / FILENAME, out / "log.jsonl"
     ev = Evaluator(obj, client, DaskRemote(cfg, obj.fp.indices) if client else None)
 
+    stopping = convergence_options(cfg)
+    t0 = time.perf_counter()
     if resume:
         state, log, start = ckpt["state"], ckpt["log"], ckpt["iteration"]
         ev.n_value, ev.n_gradient, ev.n_jacobian = ckpt["evaluations"]
         wall0 = ckpt["wall_s"]
     else:
         out.mkdir(parents=True, exist_ok=True)
-        state, log, start, wall0 = opt.init(np.zeros(obj.n)), [], 0, 0.0
-    t0 = time.perf_counter()
+        state, start, wall0 = opt.init(np.zeros(obj.n)), 0, 0.0
+        loss0, parts0 = ev.value(np.zeros(obj.n))  # iteration 0: the starting force field
+        log = [{"iteration": 0, "loss": float(loss0),
+                "targets": {t.name: float(v) for t, v in zip(obj.targets, parts0,
+                                                             strict=True)},
+                "prior": obj.prior(np.zeros(obj.n)),
+                "evaluations": {"value": ev.n_value, "gradient": ev.n_gradient,
+                                "jacobian": ev.n_jacobian},
+                "wall_s": round(time.perf_counter() - t0, 3)}]
+        for t in obj.targets:
+            if hasattr(t, "get_state"):  # sampled targets: how the value was made
+                log[0].setdefault("sampling", {})[t.name] = {
+                    "simulations": t.n_simulations, "ess_fraction": t.last_ess}
+    if log and "converged" in log[-1]:  # resuming a fit that had already stopped
+        return _finish(cfg, ff, obj, state, log, out, ev)
     end = iterations if stop_after is None else min(iterations, start + stop_after)
 
     def save(k):
@@ -151,8 +208,10 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
         atomic_write(log_path, lambda tmp: tmp.write_text(_log_text(log)))
 
     bar = _progress(progress, end - start, start, iterations, opt.name)
+    stopped = None
     try:
         for k in range(start, end):
+            phi_before = np.asarray(state["phi"]).copy()
             state, info = opt.step(state, ev)
             if not np.isfinite(info["loss"]):
                 bad = [obj.targets[j].name for j, v in enumerate(info["targets"])
@@ -174,12 +233,18 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
             entry.update({k2: v for k2, v in info.items()
                           if k2 not in ("loss", "targets") and np.isscalar(v)})
             log.append(entry)
-            if (k + 1) % every == 0 or k + 1 == end:
+            stopped = converged(log, float(np.linalg.norm(np.asarray(state["phi"])
+                                                          - phi_before)), stopping)
+            if stopped:
+                entry["converged"] = stopped
+            if stopped or (k + 1) % every == 0 or k + 1 == end:
                 save(k + 1)
             bar.advance(entry)
+            if stopped:
+                break
     finally:
         bar.close()
-    if end < iterations:
+    if end < iterations and not stopped:
         return {"finished": False, "iteration": end, "loss": log[-1]["loss"] if log else None}
     return _finish(cfg, ff, obj, state, log, out, ev)
 
@@ -197,11 +262,14 @@ def _finish(cfg, ff, obj, state, log, out, ev):
     # initial metrics and loss first, then final ones (sampled targets re-simulate at most
     # once for each)
     before = _metrics(obj, np.zeros(obj.n))
-    loss0 = float(sum(obj.target_value(k, np.zeros(obj.n)) for k in range(len(obj.targets))))
+    loss0 = (log[0]["loss"] if log and log[0]["iteration"] == 0 else
+             float(sum(obj.target_value(k, np.zeros(obj.n)) for k in range(len(obj.targets)))))
     after = _metrics(obj, phi)
     values0, values = obj.values(np.zeros(obj.n)), obj.values(phi)
     summary = {
-        "finished": True, "forcefield": name, "iterations": len(log),
+        "finished": True, "forcefield": name,
+        "iterations": sum(1 for e in log if e["iteration"] > 0),
+        "stopped": log[-1].get("converged", "iteration limit") if log else "iteration limit",
         "loss_initial": loss0,
         "loss_final": log[-1]["loss"] if log else None,
         "optimizer": cfg.optimizer["method"],

@@ -17,6 +17,16 @@ from chronograd.errors import InputError
 from chronograd.forcefield.offxml import read_offxml, write_offxml
 from chronograd.forcefield.theta import build_theta
 
+# Internal units of each theta attribute (nm, rad, kJ/mol, e).
+PARAMETER_UNITS = {
+    ("Bonds", "length"): "nm", ("Bonds", "k"): "kJ/mol/nm^2", ("Angles", "angle"): "rad",
+    ("Angles", "k"): "kJ/mol/rad^2", ("ProperTorsions", "k"): "kJ/mol",
+    ("ProperTorsions", "phase"): "rad", ("ImproperTorsions", "k"): "kJ/mol",
+    ("ImproperTorsions", "phase"): "rad", ("vdW", "epsilon"): "kJ/mol", ("vdW", "sigma"): "nm",
+    ("vdW", "rmin_half"): "nm", ("LibraryCharges", "charge"): "e",
+    ("ChargeIncrementModel", "charge_increment"): "e", ("Constraints", "distance"): "nm",
+}
+
 
 class ForceField:
     """A SMIRNOFF force field: the parsed file, theta (``params``) and its row metadata."""
@@ -39,15 +49,34 @@ class ForceField:
 
         return create_system(self, molecules, charges=charges, box=box)
 
-    def parameter_table(self, params=None):
-        """Rows of theta: (handler, attribute, parameter id, file attribute, value)."""
+    def parameter_table(self, params=None, *, gradient=None, prior_widths=None) -> list[dict]:
+        """One dict per row of theta: handler, attribute, id, smirks, file_attribute, value
+        and unit (internal units). With ``gradient`` (a pytree like theta, e.g. dU/dtheta or
+        dL/dtheta) each row gains ``gradient``, and with ``prior_widths`` ({"Bonds.k": width,
+        ...}, default the fit's Sage-like widths) also ``scaled_sensitivity`` = gradient x
+        prior width: the change of the quantity per prior-width change of the parameter,
+        which ranks parameters of different units on one scale."""
+        from chronograd.fit.objective import DEFAULT_PRIORS
+
         params = self.params if params is None else params
+        widths = dict(DEFAULT_PRIORS, **(prior_widths or {}))
         out = []
         for handler, attrs in self.row_info.items():
             for attr, info in attrs.items():
                 values = np.asarray(params[handler][attr])
+                g = None if gradient is None else np.asarray(gradient[handler][attr])
                 for pos, pid in enumerate(info.ids):
-                    out.append((handler, attr, pid, info.file_attribute[pos], float(values[pos])))
+                    row = {"handler": handler, "attribute": attr, "id": pid,
+                           "smirks": info.smirks[pos] if pos < len(info.smirks) else "",
+                           "file_attribute": info.file_attribute[pos],
+                           "value": float(values[pos]),
+                           "unit": PARAMETER_UNITS.get((handler, attr), "")}
+                    if g is not None:
+                        row["gradient"] = float(g[pos])
+                        width = widths.get(f"{handler}.{attr}")
+                        row["scaled_sensitivity"] = (None if width is None
+                                                     else float(g[pos]) * float(width))
+                    out.append(row)
         return out
 
     def select(self, *, ids=None, smirks=None, attributes=None):
@@ -106,7 +135,9 @@ class ForceField:
         everything else unchanged; written to a temporary file first, then moved."""
         params = self.params if params is None else params
         values = {}
-        for handler, _attr, pid, file_attr, value in self.parameter_table(params):
+        for row in self.parameter_table(params):
+            handler, pid, file_attr, value = (row["handler"], row["id"], row["file_attribute"],
+                                              row["value"])
             if not np.isfinite(value):
                 raise InputError(f"{handler} {pid} {file_attr} is not finite ({value})")
             values[(handler, pid, file_attr)] = value
