@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -336,3 +337,42 @@ def test_cli_fit_reports_bad_config_without_traceback(tmp_path):
     assert result.code == 1
     message = result.one_line_error()  # one line, no traceback
     assert "line" in message and "[optimizer] iterations: must be positive" in message
+
+
+def test_torsion_profile_relaxation_options_are_checked():
+    ff = cg.ForceField(FF)
+    (rec,) = load_qm_dataset(QM, records=["scan-ethanol"])
+    with pytest.raises(InputError, match="relaxation must be 'none' or 'restrained'"):
+        TorsionProfileTarget(ff, [rec], relaxation="relaxed")
+    with pytest.raises(InputError, match="restrained relaxation compares energies only"):
+        TorsionProfileTarget(ff, [rec], relaxation="restrained", force_weight=1.0)
+
+
+@pytest.mark.slow
+def test_restrained_relaxation_gradient_equals_central_differences():
+    """ForceBalance's torsion-profile target: MM minimized at each scan point with the
+    dihedral restrained; d loss / d theta by implicit differentiation equals central
+    differences that re-minimize (to 1e-6 relative)."""
+    ff = cg.ForceField(FF)
+    (rec,) = load_qm_dataset(QM, records=["scan-ethanol"])
+    target = TorsionProfileTarget(ff, [rec], relaxation="restrained", tolerance=1e-5)
+    theta = ff.params
+    g = np.asarray(jax.grad(target.loss)(theta)["ProperTorsions"]["k"])
+    for i in np.argsort(-np.abs(g))[:2]:
+        def loss(h, i=i):
+            p = dict(theta, ProperTorsions=dict(theta["ProperTorsions"],
+                                                k=theta["ProperTorsions"]["k"].at[i].add(h)))
+            return float(target.loss(p))
+
+        assert g[i] == pytest.approx((loss(1e-3) - loss(-1e-3)) / 2e-3, rel=1e-6)
+    # the relaxed geometries keep the scanned dihedral (restraint) and lower the MM energy
+    (u, xs), = target._relaxed_energies(theta)
+    from chronograd.potentials.geometry import dihedral_angles
+
+    phi = np.degrees(np.asarray(jax.vmap(lambda x: dihedral_angles(
+        x, None, np.array([rec.dihedral]))[0])(xs)))
+    d = (phi - rec.angles_deg + 180) % 360 - 180
+    assert np.abs(d).max() < 1.0
+    u_single, _ = target.records[0].energies_forces(theta)
+    assert np.all(np.asarray(u) <= u_single + 1e-6)
+    assert target.metrics(theta)["train"]["force_rmse"] is None

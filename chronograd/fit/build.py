@@ -44,7 +44,7 @@ def build_target(cfg, i, ff):
         raise cfg.error("targets", "type", i, f"unknown target type {t['type']!r}; choose"
                         f" one of {', '.join([*TARGETS, 'liquid'])}")
     kw = {k: t[k] for k in ("weight", "energy_weight", "force_weight", "reference",
-                            "tolerance") if k in t}
+                            "tolerance", "relaxation", "restraint_k") if k in t}
     for k in ("energy_denominator", "force_denominator", "bond_denominator",
               "angle_denominator"):
         if k in t:

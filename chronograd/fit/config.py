@@ -58,6 +58,8 @@ _SCHEMA = {
                 "force_weight": (int, float), "energy_denominator": str,
                 "force_denominator": str, "reference": str, "split": str,
                 "bond_denominator": str, "angle_denominator": str, "tolerance": (int, float),
+                # type = "torsion_profile": "none" (single points) | "restrained"
+                "relaxation": str, "restraint_k": (int, float),
                 # type = "liquid" (plain numbers: K, bar, g/mL, kJ/mol, ps, 1/ps, steps)
                 "smiles": str, "n_molecules": int, "temperature": (int, float),
                 "pressure": (int, float), "density": (int, float), "hvap": (int, float),

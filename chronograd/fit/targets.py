@@ -240,18 +240,105 @@ def _relative(values, qm_energy, reference):
 
 
 class TorsionProfileTarget(EnergyForceTarget):
-    """Torsion-scan energies relative to the QM minimum (forces off by default)."""
+    """Torsion-scan energies relative to the QM minimum (forces off by default).
+
+    ``relaxation="restrained"`` (ForceBalance's torsion-profile target): at every scan point
+    the MM structure is minimized from the QM geometry with the scanned dihedral held by a
+    stiff harmonic restraint (``restraint_k`` kJ/mol/rad^2 on the wrapped angle difference,
+    to an RMS force of ``tolerance``), and the MM energy at that minimum (restraint
+    excluded) enters the residual; its gradient flows through the minimization by implicit
+    differentiation (``gradients.implicit.implicit_argmin``: one linear solve, no unrolled
+    minimizer). ``relaxation="none"`` evaluates MM at the QM geometries (single points)."""
 
     kind = "torsion_profile"
 
     def __init__(self, ff, records, *, name="torsion_profile", force_weight=0.0,
-                 reference="min", **kw):
-        not_scans = [r.id for r in records if r.angles_deg is None]
+                 reference="min", relaxation: str = "none", restraint_k: float = 1e4,
+                 tolerance: float = 1e-4, **kw):
+        not_scans = [r.id for r in records if r.angles_deg is None or r.dihedral is None]
         if not_scans:
             raise InputError(f"target {name!r}: record {not_scans[0]!r} is not a torsion scan"
-                             " (no dihedral angles); use an energy_force target for it")
+                             " (no dihedral and angles); use an energy_force target for it")
+        if relaxation not in ("none", "restrained"):
+            raise InputError(f"target {name!r}: relaxation must be 'none' or 'restrained',"
+                             f" got {relaxation!r}")
+        if relaxation == "restrained" and force_weight:
+            raise InputError(f"target {name!r}: restrained relaxation compares energies only;"
+                             " set force_weight = 0")
+        if not (np.isfinite(restraint_k) and restraint_k > 0 and np.isfinite(tolerance)
+                and tolerance > 0):
+            raise InputError(f"target {name!r}: restraint_k and tolerance must be > 0")
         super().__init__(ff, records, name=name, force_weight=force_weight,
                          reference=reference, **kw)
+        self.relaxation = relaxation
+        # the restrained minimum is a custom VJP: its Jacobians by jax.jacrev
+        self.reverse_only = relaxation == "restrained"
+        if relaxation == "restrained":
+            self._relaxed = [self._relaxer(rec, restraint_k, tolerance) for rec in self.records]
+            self.residuals = jax.jit(self._relaxed_residuals)
+            self._relaxed_energies = jax.jit(self._all_relaxed)
+
+    def _relaxer(self, rec, restraint_k, tolerance):
+        """theta -> (MM energies [n], relaxed positions [n, N, 3]) of one record's scan points
+        (each split's points; pure, implicit gradient)."""
+        from chronograd.gradients.implicit import implicit_argmin, rigid_modes
+        from chronograd.potentials.geometry import dihedral_angles
+
+        U = rec.system.energy_fn()
+        dihedral = np.asarray([rec.record.dihedral])
+        targets = jnp.asarray(np.deg2rad(rec.record.angles_deg))
+
+        def restrained(x, p):
+            theta, phi0 = p
+            d = dihedral_angles(x, None, dihedral)[0] - phi0
+            d = jnp.arctan2(jnp.sin(d), jnp.cos(d))
+            return U(x, None, theta) + 0.5 * restraint_k * d * d
+
+        x_star = implicit_argmin(restrained, null_modes=lambda x: rigid_modes(x, False),
+                                 tolerance=tolerance)
+        starts = jnp.asarray(rec.record.positions)
+
+        def relaxed(theta):
+            xs = jax.vmap(lambda x0, phi0: x_star((theta, phi0), x0))(starts, targets)
+            return jax.vmap(lambda x: U(x, None, theta))(xs), xs
+
+        return relaxed
+
+    def _all_relaxed(self, theta):
+        return [relax(theta) for relax in self._relaxed]
+
+    def _relaxed_residuals(self, theta):
+        se = jnp.sqrt(self.weight * self.energy_weight / self.n_energy) / self.energy_denominator
+        out = []
+        for rec, relax in zip(self.records, self._relaxed, strict=True):
+            u, _ = relax(theta)
+            keep = (rec.record.split == self.split) if self.split else np.ones(len(u), bool)
+            u, e_qm = u[np.flatnonzero(keep)], jnp.asarray(rec.record.energy[keep])
+            out.append(se * (self._reference(u, e_qm) - self._reference(e_qm, e_qm)))
+        return jnp.concatenate(out)
+
+    def metrics(self, theta) -> dict:
+        out = super().metrics(theta)
+        if self.relaxation == "restrained":  # MM forces at relaxed geometries: not comparable
+            for m in out.values():
+                m["force_rmse"] = None
+        return out
+
+    def predictions(self, theta) -> list[dict]:
+        out = super().predictions(theta)
+        if self.relaxation == "restrained":
+            for p in out:
+                p["has_forces"] = False
+        return out
+
+    def _energies_forces(self, theta):
+        if self.relaxation == "none":
+            return super()._energies_forces(theta)
+        out = []
+        for rec, (u, xs) in zip(self.records, self._relaxed_energies(theta), strict=True):
+            _, f = jax.jit(rec.batch)(xs, theta)
+            out.append((np.asarray(u), -np.asarray(f)))
+        return out
 
 
 class OptimizedGeometryTarget:
