@@ -181,3 +181,21 @@ def test_xyz_with_declared_units_and_the_qm_commands(tmp_path, capsys):
                  ETHANOL, "--energy-unit", "kcal"]) == 1
     assert "the unit 'kcal' is energy; expected energy/amount" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_unit_spellings_of_qm_datasets():
+    """The spellings users write: kcal/mol, kJ/mol, eV, hartree; per bohr, angstrom, nm."""
+    from chronograd.fit.data import _unit_factor
+
+    cases = {"kcal/mol": 4.184, "kJ/mol": 1.0, "kcal/mol/angstrom": 41.84, "kJ/mol/nm": 1.0,
+             "hartree/bohr": HARTREE / BOHR, "eV/angstrom": 964.8533212331001,
+             "Hartree": HARTREE, "eV": 96.48533212331002, "kcal / mol / Å": 41.84}
+    for spelling, factor in cases.items():
+        example = "hartree/bohr" if spelling.count("/") > 1 or "bohr" in spelling or (
+            "angstrom" in spelling or "Å" in spelling or "nm" in spelling) else "hartree"
+        got = _unit_factor({"q": spelling}, "q", "m.json", example)
+        assert got == pytest.approx(factor, rel=1e-12), spelling
+    with pytest.raises(InputError, match="expected energy/amount, e.g. 'hartree', 'kcal/mol'"):
+        _unit_factor({"energy": "kcal/mol/angstrom"}, "energy", "m.json", "hartree")
+    with pytest.raises(InputError, match="cannot read the units 'kcal/mool'"):
+        _unit_factor({"energy": "kcal/mool"}, "energy", "m.json", "hartree")

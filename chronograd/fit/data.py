@@ -48,6 +48,13 @@ class QMRecord:
                         self.has_forces)
 
 
+_SPELLINGS = {
+    "angstrom": "'angstrom', 'bohr' or 'nm'",
+    "hartree": "'hartree', 'kcal/mol', 'kJ/mol' or 'eV'",
+    "hartree/bohr": "'hartree/bohr', 'kcal/mol/angstrom', 'kJ/mol/nm' or 'eV/angstrom'",
+}
+
+
 def _unit_factor(units: dict, key: str, where: str, example: str) -> float:
     """Factor to internal units of ``units[key]``, which must have the dimension of
     ``example`` (e.g. "angstrom", "hartree", "hartree/bohr")."""
@@ -61,11 +68,11 @@ def _unit_factor(units: dict, key: str, where: str, example: str) -> float:
         factor, dims = parse_unit(str(units[key]))
     except InputError as e:
         raise InputError(f"{where}: cannot read the units {units[key]!r} of {key!r} ({e});"
-                         f" use e.g. {example!r}") from None
+                         f" use e.g. {_SPELLINGS.get(example, repr(example))}") from None
     if dims != expected:
         raise InputError(f"{where}: 'units' of {key!r} are {units[key]!r}"
                          f" ({dimension_name(dims)}); expected {dimension_name(expected)},"
-                         f" e.g. {example!r}")
+                         f" e.g. {_SPELLINGS.get(example, repr(example))}")
     return factor
 
 
