@@ -163,6 +163,25 @@ def water_files(d: Path, xml_edit=None, pdb_edit=None) -> list[str]:
     return ["energy", "--openmm", "water.xml", "--positions", "water.pdb"]
 
 
+def _with_custom_bond(xml: str, expression: str) -> str:
+    """The water System XML with one more force: a CustomBondForce of ``expression``."""
+    import openmm
+
+    force = openmm.CustomBondForce(expression)
+    force.addBond(0, 1, [])
+    text = openmm.XmlSerializer.serialize(force).split("\n", 1)[1]  # no XML declaration
+    return xml.replace("</Forces>", text + "</Forces>", 1)
+
+
+def torsiondrive_state(d: Path) -> str:
+    """A torsiondrive state JSON (no SMILES: the atom order needs --smiles)."""
+    (d / "td.json").write_text(json.dumps({
+        "dihedrals": [[0, 1, 2, 3]], "grid_spacing": [180], "elements": ["C", "C", "O", "H"],
+        "init_coords": [[0.0] * 12],
+        "grid_status": {"0": [[[0.0] * 12, [0.0] * 12, -1.0]]}}))
+    return "td.json"
+
+
 def fit_config(d: Path, extra: str = "", out: str = "out") -> str:
     (d / "fit.toml").write_text(f"""
 [forcefield]
@@ -365,6 +384,18 @@ CASES = [
     Case("offxml-infinite-scale", "`.offxml` vdW scale14=\"inf\"",
          lambda d: ["energy", "--ff", offxml(d, 'scale14="0.5"', 'scale14="inf"'), sdf(d)],
          "<vdW> scale14='inf' is not a finite number"),
+    Case("openmm-custom-force-unknown-function",
+         "OpenMM XML with a CustomBondForce `bessel(r)`",
+         lambda d: water_files(d, xml_edit=lambda x: _with_custom_bond(x, "bessel(r)")),
+         "the function 'bessel' is not supported"),
+    Case("openmm-custom-force-unknown-variable", "OpenMM XML with a CustomBondForce `k*r^2`"
+         " and no parameter k", lambda d: water_files(
+             d, xml_edit=lambda x: _with_custom_bond(x, "k*r^2")),
+         "the expression uses 'k', which is neither a variable of the force nor one of its"
+         " parameters"),
+    Case("qm-import-torsiondrive-without-smiles", "`qm import torsiondrive` without --smiles",
+         lambda d: ["qm", "import", "torsiondrive", torsiondrive_state(d), "-o", "ds"],
+         "a torsiondrive state holds no SMILES; pass the mapped SMILES"),
     Case("openmm-xml-nan-charge", "OpenMM XML with a NaN charge",
          lambda d: water_files(d, xml_edit=lambda x: x.replace('q="-.834"', 'q="nan"', 1)),
          "charge[0] is nan; parameters must be finite"),
