@@ -499,3 +499,58 @@ def test_fuzz_simulate_options(option, data):
         assert result.code in (1, 2), (argv, result.out)
         result.one_line_error()
         assert tree(Path(d)) == set()
+
+
+# ---- QM importers and OpenMM custom-force expressions ---------------------------------------
+
+def _qm_fixture_texts():
+    """(QCSchema AtomicResult JSON, torsiondrive state JSON, XYZ) of ethanol, valid."""
+    from test_qm_import import ETHANOL, _atomic_result, _conformer
+
+    from chronograd.units import BOHR
+
+    x, sym = _conformer(seed=1)
+    qcschema = json.dumps(_atomic_result(x, sym, -154.9, np.full(x.shape, 0.001)))
+    coords = (x * 0.1 / BOHR).ravel().tolist()
+    td = json.dumps({"dihedrals": [[0, 1, 2, 8]], "grid_spacing": [180], "elements": sym,
+                     "init_coords": [coords], "grid_status": {"60": [[coords, coords, -1.0]]}})
+    xyz = "9\nenergy=-154.9\n" + "\n".join(
+        f"{s} {p[0]:.5f} {p[1]:.5f} {p[2]:.5f}" for s, p in zip(sym, x, strict=True)) + "\n"
+    return ETHANOL, qcschema, td, xyz
+
+
+QM_TEXTS = _qm_fixture_texts()
+JSON_VALUE = r'("[^"]*"|-?\d[\d.eE+-]*|true|false|null)'
+
+
+@fuzz(40)
+@given(which=st.sampled_from([1, 2, 3]), data=st.data())
+def test_fuzz_qm_importers(which, data):
+    from chronograd.fit.qm_import import read_qcschema, read_torsiondrive, read_xyz
+
+    smiles, text = QM_TEXTS[0], QM_TEXTS[which]
+    pattern = rf"(){JSON_VALUE}" if which < 3 else r"(\w+)=(\S+)"  # any JSON scalar
+    text = data.draw(st.one_of(byte_mutation(text),
+                               attribute_mutation(text, pattern=pattern)))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / ("in.json" if which < 3 else "in.xyz")
+        path.write_text(text)
+        reader = {1: lambda: read_qcschema([path]),
+                  2: lambda: read_torsiondrive(path, mapped_smiles=smiles),
+                  3: lambda: read_xyz(path, mapped_smiles=smiles)}[which]
+        rec = allowed(reader)
+        if rec is not None:
+            assert np.all(np.isfinite(rec.positions)) and np.all(np.isfinite(rec.energy))
+            assert rec.positions.shape[1:] == (9, 3) and len(rec.energy) == len(rec.positions)
+
+
+@fuzz(60)
+@given(tokens=st.lists(st.sampled_from(list("rxk01.^*/+-(),; =_") + [
+    "sqrt", "exp", "step", "select", "min", "lambda", "__import__", "os", "bessel", " "]),
+    min_size=1, max_size=20))
+def test_fuzz_custom_force_expressions(tokens):
+    """Any text: a sympy expression or a named refusal, never another exception (and never
+    code: every name is renamed before sympy reads it)."""
+    from chronograd.potentials.expressions import parse
+
+    allowed(parse, "".join(tokens), "fuzz")
