@@ -173,6 +173,7 @@ def test_poisson_ratio_command_line_triangular_lattice_is_one_third():
     assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow  # default-suite time (CI budget); run by make test-slow
 def test_poisson_ratio_gradient_through_the_minimum_equals_finite_differences():
     """d nu / d(log diameters, log binding energies) of a zero-stress packing (particles and
     box relaxed) by implicit differentiation, against central differences that re-minimize
@@ -223,6 +224,7 @@ def test_mass_action_dimer_equals_its_closed_form_with_gradients():
         np.testing.assert_allclose(np.asarray(g), np.asarray(g_want), rtol=1e-6)
 
 
+@pytest.mark.slow  # default-suite time (CI budget); run by make test-slow
 def test_trimer_yield_gradient_equals_finite_differences():
     yield_of = jax.jit(kinetic_pathways.make_yield(20.0))
     phi = jnp.array([1.0, -0.5, 2.0, 3.0, 0.0, 1.5])
@@ -264,6 +266,7 @@ def test_mass_action_bad_input_names_the_reaction_or_species():
 import equilibrium_propagation as ep_design  # noqa: E402
 
 
+@pytest.mark.slow  # default-suite time (CI budget); run by make test-slow
 def test_equilibrium_propagation_converges_to_the_implicit_gradient():
     """EP's estimate approaches implicit differentiation as beta -> 0: one-sided as O(beta),
     symmetric as O(beta^2) (a 4 x 4 network; the 6 x 5 one in the example)."""
@@ -291,6 +294,7 @@ def test_equilibrium_propagation_and_implicit_gradients_both_train_the_network()
     assert c_ep[-1] == pytest.approx(c_imp[-1], rel=0.05)
 
 
+@pytest.mark.slow  # default-suite time (CI budget); run by make test-slow
 def test_protocol_coefficients_through_every_trajectory_estimator():
     """A dragged trap whose centre follows knots carried in params: forward, windowed,
     reverse, checkpointed and finite-difference estimators give the same d<x>/d knots."""
