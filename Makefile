@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_gradients.py
 	$(PY) benchmarks/bench_fit.py
 	$(PY) benchmarks/bench_fit_heldout.py
+	$(PY) benchmarks/bench_pair_potentials.py
+	$(PY) benchmarks/bench_torsion_relaxation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
