@@ -241,15 +241,16 @@ def test_overlapping_particles_are_refused_by_a_kernel_infinite_at_zero():
 
 
 def triangular_lattice(nx=6, ny=4, a=1.0):
-    """Sites of a triangular lattice in a periodic box, and its nearest-neighbour bonds."""
-    h = a * np.sqrt(3) / 2
-    x = np.array([[(i + 0.5 * (j % 2)) * a, j * h] for j in range(2 * ny) for i in range(nx)])
-    box = np.diag([nx * a, 2 * ny * h])
-    d = x[:, None] - x[None]
-    d -= np.round(d / np.diag(box)) * np.diag(box)
-    r = np.linalg.norm(d, axis=-1)
-    i, j = np.nonzero(np.triu(np.abs(r - a) < 1e-9))
-    return x, box, np.stack([i, j], axis=1)
+    """Sites of a triangular lattice in a periodic box, and its nearest-neighbour bonds (the
+    design example's builder)."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))), "examples", "designs"))
+    from poisson_ratio import triangular_lattice as build
+
+    return build(nx, ny, a)
 
 
 def test_triangular_spring_lattice_has_poisson_ratio_one_third():

@@ -56,6 +56,20 @@ def check_reduced_box(box, *, where: str = "box", dim: int = 3) -> np.ndarray:
     return b
 
 
+def check_cutoff_fits(box, cutoff: float, name: str, where: str = "") -> None:
+    """InputError unless every perpendicular width of ``box`` is at least twice ``cutoff``
+    (the minimum image needs it); names the term ``name``."""
+    import numpy as np
+
+    from chronograd.errors import InputError
+
+    width = float(np.min(np.asarray(perpendicular_widths(np.asarray(box, np.float64)))))
+    if width < 2.0 * cutoff:
+        at = f"{where}: " if where else ""
+        raise InputError(f"{at}term {name!r}: the box is {width:.4g} wide but the cutoff is"
+                         f" {cutoff}; a periodic box must be at least twice the cutoff wide")
+
+
 def box_volume(box):
     """Volume of a reduced box, nm^3."""
     return box[0, 0] * box[1, 1] * box[2, 2]

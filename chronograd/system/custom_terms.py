@@ -157,16 +157,10 @@ class CustomNonbondedTerm:
         return (self.report,)
 
     def check_box(self, box, where: str = "") -> None:
-        if not self.periodic or self.cutoff is None:
-            return
-        from chronograd.space.periodic import perpendicular_widths
+        if self.periodic and self.cutoff is not None:
+            from chronograd.space.periodic import check_cutoff_fits
 
-        width = float(np.min(np.asarray(perpendicular_widths(np.asarray(box, np.float64)))))
-        if width < 2.0 * self.cutoff:
-            at = f"{where}: " if where else ""
-            raise InputError(f"{at}term {self.name!r}: the box is {width:.4g} nm wide but the"
-                             f" cutoff is {self.cutoff} nm; a periodic box must be at least"
-                             " twice the cutoff wide")
+            check_cutoff_fits(box, self.cutoff, self.name, where)
 
     def validate(self, where: str, slots: dict, n: int) -> None:
         from chronograd.system.validate import _indices

@@ -74,16 +74,10 @@ class PairPotentialTerm:
         return (self.report,)
 
     def check_box(self, box, where: str = "") -> None:
-        if not self.periodic or self.cutoff is None:
-            return
-        from chronograd.space.periodic import perpendicular_widths
+        if self.periodic and self.cutoff is not None:
+            from chronograd.space.periodic import check_cutoff_fits
 
-        width = float(np.min(np.asarray(perpendicular_widths(np.asarray(box, np.float64)))))
-        if width < 2.0 * self.cutoff:
-            at = f"{where}: " if where else ""
-            raise InputError(f"{at}term {self.name!r}: the box is {width:.4g} wide but the"
-                             f" cutoff is {self.cutoff}; a periodic box must be at least twice"
-                             " the cutoff wide")
+            check_cutoff_fits(box, self.cutoff, self.name, where)
 
     def check_overlaps(self, positions, box, where: str = "") -> None:
         """A kernel that is not finite at r = 0 refuses coincident particles, naming them
