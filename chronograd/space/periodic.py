@@ -59,10 +59,6 @@ def check_reduced_box(box, *, where: str = "box", dim: int = 3) -> np.ndarray:
 def check_cutoff_fits(box, cutoff: float, name: str, where: str = "") -> None:
     """InputError unless every perpendicular width of ``box`` is at least twice ``cutoff``
     (the minimum image needs it); names the term ``name``."""
-    import numpy as np
-
-    from chronograd.errors import InputError
-
     width = float(np.min(np.asarray(perpendicular_widths(np.asarray(box, np.float64)))))
     if width < 2.0 * cutoff:
         at = f"{where}: " if where else ""
