@@ -39,11 +39,13 @@ class _Record:
         self.batch = jax.vmap(value_and_force, in_axes=(0, None))
         self._compiled = None
 
-    def energies_forces(self, theta):
-        """(U [n], F [n, N, 3]) at this record's geometries (numpy; compiled once per record)."""
+    def energies_forces(self, theta, positions=None):
+        """(U [n], F [n, N, 3]) at this record's geometries, or at ``positions`` [n, N, 3]
+        (numpy; compiled once per record)."""
         if self._compiled is None:
             self._compiled = jax.jit(self.batch)
-        u, g = self._compiled(jnp.asarray(self.record.positions), theta)
+        x = self.record.positions if positions is None else positions
+        u, g = self._compiled(jnp.asarray(x), theta)
         return np.asarray(u), -np.asarray(g)
 
 
@@ -336,8 +338,7 @@ class TorsionProfileTarget(EnergyForceTarget):
             return super()._energies_forces(theta)
         out = []
         for rec, (u, xs) in zip(self.records, self._relaxed_energies(theta), strict=True):
-            _, f = jax.jit(rec.batch)(xs, theta)
-            out.append((np.asarray(u), -np.asarray(f)))
+            out.append((np.asarray(u), rec.energies_forces(theta, xs)[1]))
         return out
 
 

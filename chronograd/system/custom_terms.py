@@ -39,15 +39,10 @@ BONDED_KINDS = {
 
 def _check_params(where: str, slots: dict, per_item: tuple, global_params: tuple,
                   length: int) -> None:
+    from chronograd.system.validate import _values
+
     for name in per_item:
-        v = np.asarray(slots.get(name))
-        if v.dtype.kind not in "fiu" or v.shape != (length,):
-            raise InputError(f"{where}: parameter {name!r} must be {length} numbers, got shape"
-                             f" {v.shape}")
-        bad = np.flatnonzero(~np.isfinite(v))
-        if bad.size:
-            raise InputError(f"{where}: parameter {name!r}[{bad[0]}] is {v[bad[0]]}; parameters"
-                             " must be finite")
+        _values(where, f"parameter {name!r}", slots.get(name), length)
     for name in global_params:
         v = np.asarray(slots.get(name))
         if v.shape != () or not np.isfinite(v):

@@ -136,19 +136,14 @@ def make_stiffness_work(k_i, k_f, duration, n_steps):
     return works
 
 
-def run_stiffness(duration: float, k_i: float, k_f: float, *, knots: int = 8,
-                  n_steps: int = 100, train_trajectories: int = 4000, iterations: int = 150,
-                  eval_trajectories: int = 100000, seed: int = 0) -> dict:
-    """Learn the stiffness protocol k_i -> k_f; measure it and the linear ramp afresh."""
-    if not (duration > 0 and math.isfinite(duration)):
-        raise InputError(f"--duration must be a positive number, got {duration}")
-    if not (k_i > 0 and k_f > 0 and math.isfinite(k_i) and math.isfinite(k_f)):
-        raise InputError(f"--stiffness needs two positive finite values, got {k_i}, {k_f}")
-    works = jax.jit(make_stiffness_work(k_i, k_f, duration, n_steps), static_argnums=2)
+def _learn_and_measure(works, linear, learning_rate, iterations, train_trajectories,
+                       eval_trajectories, seed):
+    """Adam on the knots from ``linear`` (mean work of a fixed sample: common random
+    numbers, a deterministic objective); then (knots, (work, stderr) learned, (work, stderr)
+    linear) measured with fresh trajectories."""
     grad = jax.jit(jax.value_and_grad(
         lambda k, key: jnp.mean(works(k, key, train_trajectories))))
-    linear = jnp.linspace(k_i, k_f, knots)
-    theta, opt = linear, optax.adam(0.05 * abs(k_f - k_i) + 1e-3)
+    theta, opt = linear, optax.adam(learning_rate)
     state = opt.init(theta)
     for _ in range(iterations):
         _, g = grad(theta, jax.random.key(seed))
@@ -160,8 +155,23 @@ def run_stiffness(duration: float, k_i: float, k_f: float, *, knots: int = 8,
         return float(w.mean()), float(w.std(ddof=1) / np.sqrt(w.size))
 
     eval_key = jax.random.key(seed + 1000)
-    w_learned, se_learned = measured(theta, eval_key)
-    w_linear, se_linear = measured(linear, jax.random.fold_in(eval_key, 1))
+    return (theta, measured(theta, eval_key),
+            measured(linear, jax.random.fold_in(eval_key, 1)))
+
+
+def run_stiffness(duration: float, k_i: float, k_f: float, *, knots: int = 8,
+                  n_steps: int = 100, train_trajectories: int = 4000, iterations: int = 150,
+                  eval_trajectories: int = 100000, seed: int = 0) -> dict:
+    """Learn the stiffness protocol k_i -> k_f; measure it and the linear ramp afresh."""
+    if not (duration > 0 and math.isfinite(duration)):
+        raise InputError(f"--duration must be a positive number, got {duration}")
+    if not (k_i > 0 and k_f > 0 and math.isfinite(k_i) and math.isfinite(k_f)):
+        raise InputError(f"--stiffness needs two positive finite values, got {k_i}, {k_f}")
+    works = jax.jit(make_stiffness_work(k_i, k_f, duration, n_steps), static_argnums=2)
+    linear = jnp.linspace(k_i, k_f, knots)
+    theta, (w_learned, se_learned), (w_linear, se_linear) = _learn_and_measure(
+        works, linear, 0.05 * abs(k_f - k_i) + 1e-3, iterations, train_trajectories,
+        eval_trajectories, seed)
     work_theory, protocol = theory_stiffness(duration, k_i, k_f)
     return {"work_learned": w_learned, "work_linear": w_linear, "work_theory": work_theory,
             "work_linear_theory": theory_stiffness_linear(duration, k_i, k_f),
@@ -180,24 +190,10 @@ def run(duration: float, distance: float, *, knots: int = 8, n_steps: int = 100,
     if not math.isfinite(distance):
         raise InputError(f"--distance must be finite, got {distance}")
     works = jax.jit(make_mean_work(distance, duration, n_steps), static_argnums=2)
-    mean = lambda k, key: jnp.mean(works(k, key, train_trajectories))  # noqa: E731
-    grad = jax.jit(jax.value_and_grad(mean))
     linear = jnp.linspace(0.0, distance, knots)
-    theta, opt = linear, optax.adam(0.05 * max(abs(distance), 1e-3))
-    state = opt.init(theta)
-    train_key = jax.random.key(seed)
-    for _ in range(iterations):
-        _, g = grad(theta, train_key)  # common random numbers: a deterministic objective
-        updates, state = opt.update(g, state)
-        theta = optax.apply_updates(theta, updates)
-
-    def measured(k, key):
-        w = np.asarray(works(k, key, eval_trajectories))
-        return float(w.mean()), float(w.std(ddof=1) / np.sqrt(w.size))
-
-    eval_key = jax.random.key(seed + 1000)
-    w_learned, se_learned = measured(theta, eval_key)
-    w_linear, se_linear = measured(linear, jax.random.fold_in(eval_key, 1))
+    theta, (w_learned, se_learned), (w_linear, se_linear) = _learn_and_measure(
+        works, linear, 0.05 * max(abs(distance), 1e-3), iterations, train_trajectories,
+        eval_trajectories, seed)
     return {"work_learned": w_learned, "work_linear": w_linear,
             "work_theory": theory_optimal(duration, distance),
             "work_linear_theory": theory_linear(duration, distance),
