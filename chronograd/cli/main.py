@@ -48,6 +48,9 @@ def _add_qm() -> None:
     from chronograd.cli.qm_commands import qm_app
 
     app.add_typer(qm_app, name="qm")
+    from chronograd.cli.bespoke_command import bespoke
+
+    app.command("bespoke")(bespoke)
 
 
 _add_qm()
