@@ -20,6 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile --durations=20
 
 test-slow: $(STAMP)
+	$(PY) -m pip install -q -e ".[test,qm]"
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
@@ -33,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_fit_heldout.py
 	$(PY) benchmarks/bench_pair_potentials.py
 	$(PY) benchmarks/bench_torsion_relaxation.py
+	$(PY) benchmarks/bench_bespoke.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -86,6 +86,31 @@ def sdf(d: Path, text: str | None = None, name: str = "mol.sdf") -> str:
     return name
 
 
+def propylbenzene_sdf(d: Path, *, flat: bool = False) -> str:
+    """propylbenzene (atoms 0-2 the propyl chain, 3-8 the ring) with a 3D conformer, or with
+    every coordinate zero (``flat``)."""
+    from rdkit import Chem
+
+    from chronograd.topology import Molecule
+
+    rd = Chem.Mol(Molecule.from_smiles("CCCc1ccccc1", name="propylbenzene").rdmol)
+    if flat:
+        conf = rd.GetConformer()
+        for k in range(rd.GetNumAtoms()):
+            conf.SetAtomPosition(k, (0.0, 0.0, 0.0))
+    Chem.MolToMolFile(rd, str(d / "propylbenzene.sdf"))
+    return "propylbenzene.sdf"
+
+
+def smiles_sdf(smiles: str) -> str:
+    """SDF text of ``smiles`` with hydrogens and a 3D conformer."""
+    from rdkit import Chem
+
+    from chronograd.topology import Molecule
+
+    return Chem.MolToMolBlock(Molecule.from_smiles(smiles, name=smiles).rdmol) + "$$$$\n"
+
+
 @cache
 def system_json_text() -> str:
     import chronograd as cg
@@ -393,6 +418,18 @@ CASES = [
              d, xml_edit=lambda x: _with_custom_bond(x, "k*r^2")),
          "the expression uses 'k', which is neither a variable of the force nor one of its"
          " parameters"),
+    Case("bespoke-ring-bond", "`bespoke` with --bond on a ring bond", lambda d: [
+        "bespoke", propylbenzene_sdf(d), "--bond", "3-4", "-o", "out-b"],
+         "bond 3-4 (C-C) is in a ring; ring bonds are not rotatable"),
+    Case("bespoke-terminal-bond", "`bespoke` with --bond on a methyl rotor", lambda d: [
+        "bespoke", propylbenzene_sdf(d), "--bond", "0-1", "-o", "out-b"],
+         "atom 0 (C) carries no other heavy atom"),
+    Case("bespoke-double-bond", "`bespoke` with --bond on a double bond", lambda d: [
+        "bespoke", sdf(d, smiles_sdf("CC=CC")), "--bond", "1-2", "-o", "out-b"],
+         "bond 1-2 (C-C) is a double bond; only single bonds are rotatable"),
+    Case("bespoke-no-coordinates", "`bespoke` on an SDF whose coordinates are all zero",
+         lambda d: ["bespoke", propylbenzene_sdf(d, flat=True), "-o", "out-b"],
+         "the molecule has no 3D coordinates"),
     Case("qm-import-torsiondrive-without-smiles", "`qm import torsiondrive` without --smiles",
          lambda d: ["qm", "import", "torsiondrive", torsiondrive_state(d), "-o", "ds"],
          "a torsiondrive state holds no SMILES; pass the mapped SMILES"),

@@ -168,10 +168,15 @@ def butane_scan(tmp_path_factory):
     root = tmp_path_factory.mktemp("butane")
     mol = _with_conformer(BUTANE, "butane")
     Chem.MolToMolFile(mol.rdmol, str(root / "butane.sdf"))
-    mol = Molecule.from_sdf(root / "butane.sdf")[0]
+    # the molecule the workflow scans: the (here whole-molecule) fragment of the file's
+    mol = fragment(Molecule.from_sdf(root / "butane.sdf")[0], (1, 2)).molecule
     dihedral = central_dihedral(mol, (1, 2))
     name = xtb_engine().name
     runs = []
+    with pytest.raises(BespokeError) as e:  # geomeTRIC out of steps
+        torsion_scan(mol, dihedral, xtb_engine(), spacing=90, cache=root / "cache",
+                     max_steps=2)
+    runs.append(str(e.value))
     failing = _Counting(fail_at=40)
     try:
         torsion_scan(mol, dihedral, QMEngine(name, "GFN2-xTB", "none", failing), spacing=90,
@@ -187,7 +192,8 @@ def butane_scan(tmp_path_factory):
 
 
 def test_scan_failure_names_the_point_and_the_scan_resumes_from_the_cache(butane_scan):
-    root, (failed, (resumed, calls), (again, calls_again)) = butane_scan
+    root, (steps, failed, (resumed, calls), (again, calls_again)) = butane_scan
+    assert "GeomOptNotConvergedError" in steps and "deg failed" in steps
     assert failed is not None and "constrained optimization at" in failed
     assert "SCF did not converge" in failed and "rerun to resume" in failed
     assert resumed.cached >= 1 and calls > 0  # what finished before the failure was reused
@@ -228,3 +234,25 @@ def test_bespoke_cli_bad_bond(tmp_path, bond, why):
     r = run_cli("bespoke", tmp_path / "m.sdf", "--bond", bond, "-o", tmp_path / "out")
     assert why in r.one_line_error()
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_dft_engine_is_the_level_of_the_shipped_qm_data():
+    """``--qm dft`` (PySCF + dftd3, the [qm] extra that ``make test-slow`` installs) gives the
+    energy and gradient that data/qm/make_qm_data.py recorded for the optimized ethanol."""
+    from pathlib import Path
+
+    from chronograd.fit.bespoke.scan import BOHR_NM, dft_engine
+
+    pytest.importorskip("pyscf")
+    data = Path(__file__).parent.parent / "data" / "qm"
+    with np.load(data / "qm_data.npz") as arrays:
+        x = arrays["opt-ethanol/positions"][0]  # angstrom
+        e_ref = float(arrays["opt-ethanol/energy"][0])  # hartree
+        g_ref = arrays["opt-ethanol/gradient"][0]  # hartree/bohr
+        z = arrays["opt-ethanol/atomic_numbers"]
+    engine = dft_engine()
+    assert engine.method == "B3LYP-D3BJ" and engine.basis == "6-31G*"
+    e, g = engine(z, x / (10 * BOHR_NM), 0)
+    assert e == pytest.approx(e_ref, abs=1e-7)
+    np.testing.assert_allclose(g, g_ref, atol=1e-6)

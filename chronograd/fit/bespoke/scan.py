@@ -174,11 +174,15 @@ def torsion_scan(molecule, dihedral, engine: QMEngine, *, spacing: int = 15,
     charge = int(molecule.total_charge)
     key0 = json.dumps([engine.name, molecule.mapped_smiles(), [int(a) for a in dihedral],
                        int(max_steps)])
-    start = np.asarray(molecule.positions) / BOHR_NM
+    # torsiondrive keys jobs by coordinates truncated to 0.001 angstrom; file coordinates
+    # (4 decimals) sit on those boundaries, where unit round trips flip the key and the scan
+    # repeats a job forever. The start is moved to the middle of its 0.001 angstrom cell.
+    start = (np.floor(np.asarray(molecule.positions) * 1e4) + 0.5) / 1e4 / BOHR_NM
     state = td.create_initial_state(dihedrals=[list(map(int, dihedral))],
                                     grid_spacing=[int(spacing)], elements=symbols,
                                     init_coords=[start])
     runs = cached = 0
+    asked: dict[str, int] = {}
     while True:
         with contextlib.redirect_stdout(io.StringIO()):  # its progress lines
             jobs = td.next_jobs_from_state(state)
@@ -193,6 +197,12 @@ def torsion_scan(molecule, dihedral, engine: QMEngine, *, spacing: int = 15,
                 digest = hashlib.sha256((key0 + grid).encode()
                                         + np.round(geo, 5).tobytes()).hexdigest()[:24]
                 path = cache / f"opt-{digest}.json"
+                asked[digest] = asked.get(digest, 0) + 1
+                if asked[digest] > 2:
+                    raise BespokeError(
+                        f"torsion scan of dihedral {'-'.join(map(str, dihedral))}: torsiondrive"
+                        f" asked again for the optimization at {angle:g} deg from the same"
+                        " start (it rejected the result); this is a bug, please report it")
                 runs += 1
                 if path.is_file():
                     done = json.loads(path.read_text())
