@@ -4,7 +4,13 @@ torsiondrive scans with GFN2-xTB, and ``chronograd bespoke`` end to end."""
 
 from __future__ import annotations
 
-import json
+import os
+
+# GFN2-xTB (tblite) on one thread: the suite runs two test workers on two cores, and an
+# OpenMP team per worker would oversubscribe them (read when tblite loads, at its first use).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import json  # noqa: E402
 import re
 import shutil
 
