@@ -129,6 +129,14 @@ def test_liquid_config_errors(tmp_path):
                                          parallel='[parallel]\ncluster = "local"'))
     with pytest.raises(InputError, match=r"\[parallel\] cluster: target 'water' keeps"):
         run_fit(load_config(cfg), progress=False)
+    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\nhvap = 44.0\n'
+                                               'hvap_std_error = 0.0', parallel=""))
+    with pytest.raises(InputError, match="hvap_std_error must be > 0"):
+        run_fit(load_config(cfg), progress=False)
+    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\nhvap = 44.0\n'
+                                               'max_production = 15000', parallel=""))
+    with pytest.raises(InputError, match=r"max_production \(15000\) must be a multiple"):
+        run_fit(load_config(cfg), progress=False)
     assert not (tmp_path / "out").exists()  # nothing written
 
 
@@ -157,3 +165,54 @@ def test_water_fit_reweights_resimulates_and_moves_towards_experiment(tmp_path):
     err0 = abs(m0["hvap"] - 43.98) / 3 + abs(m0["density"] - 0.99705) / 0.03
     err1 = abs(m1["hvap"] - 43.98) / 3 + abs(m1["density"] - 0.99705) / 0.03
     assert err1 < err0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="5 ps runs do not resolve the barostat's volume"
+                   " correlation time: measured, the density's reported error is ~3x below"
+                   " the replicas' spread (issue 20: size the runs, then remove this mark)")
+def test_standard_errors_match_the_spread_of_replicas():
+    """Eight simulations of one water box with different seeds, each continuing from the
+    last configuration after its own equilibration (the first from an equilibrated start):
+    each reports its density and H_vap with a standard error; their RMS is within a factor
+    1.5 of the replicas' observed spread."""
+    ff = cg.ForceField(FF)
+    target = LiquidTarget(ff, smiles="O", n_molecules=256, temperature=T, density=0.99705,
+                          hvap=43.98, equilibration=1000, production=2500, every=25,
+                          gas_production=2500, gas_every=25, initial_density=1.0, seed=11)
+    target.prepare(ff.params)  # from the lattice: the equilibrated start
+    values, errors = {"density": [], "hvap": []}, {"density": [], "hvap": []}
+    for _ in range(8):
+        target._simulate(ff.params)  # seed + n_simulations differs
+        est = target.estimates(ff.params, target.prepare(ff.params))
+        for k in values:
+            values[k].append(est[k][0])
+            errors[k].append(est[k][1])
+    for k in values:
+        observed = np.std(values[k], ddof=1)
+        reported = np.sqrt(np.mean(np.square(errors[k])))
+        assert 1 / 1.5 < reported / observed < 1.5, (k, reported, observed, values[k])
+
+
+@pytest.mark.slow
+def test_requested_standard_errors_extend_sampling_or_warn(water):
+    ff, target, fp, _ = water
+    target.requested, target.max_production = {"density": 1e-6}, 2000
+    target.sample = None
+    with pytest.warns(UserWarning, match="requested standard errors were not reached"):
+        data = target.prepare(ff.params)
+    s = target.sampling
+    assert not s["reached"] and s["production"] == 2000 and s["density_std_error"] > 1e-6
+    assert "max_production = 2000" in target.metrics(ff.params)["all"]["warning"]
+    assert len(data[0]) == 2 * (1000 // 50)  # two chunks of frames
+    target.requested, target.sample = {"density": 0.5, "hvap": 5.0}, None
+    target.prepare(ff.params)
+    assert target.sampling["reached"] and target.sampling["production"] == 1000
+    # residuals use sqrt(denominator^2 + standard error^2)
+    data = target.prepare(ff.params)
+    est = target.estimates(ff.params, data)
+    r = np.asarray(target.residuals(ff.params, data))
+    want = [np.sqrt(0.5) * (est[k][0] - target.exp[k]) / np.hypot(target.den[k], est[k][1])
+            for k in ("density", "hvap")]
+    np.testing.assert_allclose(r, want, rtol=1e-10)
+    target.requested, target.max_production = {}, 4000

@@ -53,6 +53,17 @@ class LiquidTarget:
         min_ess: re-simulate when the effective sample size falls below this fraction of
             the frames.
         seed: random seed (each re-simulation uses seed + its number).
+        density_std_error, hvap_std_error: requested standard errors (g/mL, kJ/mol): every
+            simulation is extended by ``production`` (and ``gas_production``) steps at a
+            time until its estimates reach them, up to ``max_production`` liquid steps
+            (default 4 x production); what was reached is in ``sampling``, and a request
+            that was not reached is warned about (and shown in the fit's log and report).
+        validation_production: liquid steps of the fresh simulations that judge the fit
+            before and after (default 2 x production; 0: none).
+
+    Residuals are (estimate - experiment) / sqrt(denominator^2 + standard error^2), the
+    standard errors those of the current sample; ``loss_noise`` is the objective's
+    statistical noise that the fit's step acceptance and stopping rules compare with.
     """
 
     kind = "liquid"
@@ -65,7 +76,10 @@ class LiquidTarget:
                  weight: float = 1.0, timestep: float = 0.002, friction: float = 1.0,
                  equilibration: int = 2500, production: int = 10000, every: int = 100,
                  gas_production: int = 20000, gas_every: int = 100, min_ess: float = 0.5,
-                 seed: int = 0, charges: str | None = None, initial_density: float = 0.9):
+                 seed: int = 0, charges: str | None = None, initial_density: float = 0.9,
+                 density_std_error: float | None = None, hvap_std_error: float | None = None,
+                 max_production: int | None = None,
+                 validation_production: int | None = None):
         from chronograd.topology import Molecule
         from chronograd.topology.boxes import liquid_box
 
@@ -82,6 +96,24 @@ class LiquidTarget:
             raise InputError(f"target {name!r}: production ({production}) and gas_production"
                              f" ({gas_production}) must be multiples of every ({every}) and"
                              f" gas_every ({gas_every})")
+        requested = {"density": density_std_error, "hvap": hvap_std_error}
+        for key, v in requested.items():
+            if v is not None and not (np.isfinite(v) and v > 0):
+                raise InputError(f"target {name!r}: {key}_std_error must be > 0, got {v}")
+        max_production = 4 * production if max_production is None else int(max_production)
+        if max_production < production or max_production % production:
+            raise InputError(f"target {name!r}: max_production ({max_production}) must be a"
+                             f" multiple of production ({production})")
+        self.requested = {k: float(v) for k, v in requested.items() if v is not None}
+        self.max_production = max_production
+        self.sampling = None  # what the last simulation reached
+        validation_production = 2 * production if validation_production is None else \
+            int(validation_production)
+        if validation_production < 0 or validation_production % production:
+            raise InputError(f"target {name!r}: validation_production ({validation_production})"
+                             f" must be 0 (no validation) or a multiple of production"
+                             f" ({production})")
+        self.validation_production, self.n_validations = validation_production, 0
         self.name, self.weight = name, float(weight)
         self.temperature, self.pressure = float(temperature), float(pressure)
         self.beta = 1.0 / (BOLTZMANN * self.temperature)
@@ -118,6 +150,32 @@ class LiquidTarget:
 
     # ---- sampling (host side) ----
     def _simulate(self, theta):
+        """Re-simulate at theta; the new sample replaces the old."""
+        self.sample, self.sampling = self._run(theta, seed=self.seed + self.n_simulations)
+        self.n_simulations += 1
+        if "warning" in self.sampling:
+            import warnings
+
+            warnings.warn(self.sampling["warning"], stacklevel=3)
+
+    def validate(self, theta) -> dict:
+        """A fresh simulation at theta for judging a fit (``validation_production`` liquid
+        steps, independent seed; the fit's sample is left as it is): {"density": (value,
+        standard error), "hvap": (...), "production": steps}."""
+        chunks = self.validation_production // self.run["production"]
+        sample, _ = self._run(theta, seed=self.seed + 7919 * (1 + self.n_validations),
+                              chunks=chunks)
+        self.n_validations += 1
+        data = self._data(sample["frames"], sample["boxes"], sample["u_liquid"],
+                          sample["gas_frames"], sample["u_gas"])
+        est = self.estimates(theta, data)
+        return {**{k: (float(est[k][0]), float(est[k][1])) for k in self.rows},
+                "production": self.validation_production}
+
+    def _run(self, theta, *, seed, chunks=None):
+        """(sample, sampling): liquid and gas runs at theta from the stored sample's last
+        configurations (or the lattice), extended chunk by chunk until the requested standard
+        errors or ``max_production`` (or exactly ``chunks`` chunks)."""
         from chronograd.dynamics import langevin
         from chronograd.dynamics.barostat import monte_carlo_barostat
         from chronograd.dynamics.reporters import ReservoirReporter
@@ -134,7 +192,7 @@ class LiquidTarget:
                            friction=r["friction"])
             self._engines = (liq, baro, gas)
         liq, baro, gas = self._engines
-        key = jax.random.key(self.seed + self.n_simulations)
+        key = jax.random.key(seed)
         k1, k2 = jax.random.split(key)
         if self.sample is None:
             x0, box0 = self._start["liquid"]
@@ -145,29 +203,53 @@ class LiquidTarget:
             equil = r["equilibration"]
         s = liq.init(x0, box=box0, key=k1, temperature=self.temperature, params=theta)
         s = simulate(liq, s, equil, params=theta, barostat=baro)
-        n_frames = r["production"] // r["every"]
-        rep = ReservoirReporter(n_frames, every=r["every"])
-        s = simulate(liq, s, r["production"], params=theta, barostat=baro, reporters=[rep])
-        order = np.argsort(rep.steps)
-        frames = np.stack(rep.frames)[order]
-        boxes = np.stack(rep.boxes)[order]
-        last_liquid = (np.asarray(s.positions), np.asarray(s.box))
-
         xg0 = self._start["gas"][0] if self.sample is None else self.sample["last_gas"]
         g = gas.init(xg0, key=k2, temperature=self.temperature, params=theta)
         g = simulate(gas, g, r["equilibration"], params=theta)
-        n_gas = r["gas_production"] // r["gas_every"]
-        grep = ReservoirReporter(n_gas, every=r["gas_every"])
-        g = simulate(gas, g, r["gas_production"], params=theta, reporters=[grep])
-        gframes = np.stack(grep.frames)[np.argsort(grep.steps)]
 
-        u_liq = np.asarray(self._energies["liquid"](jnp.asarray(frames), jnp.asarray(boxes),
-                                                    theta))
-        u_gas = np.asarray(self._energies["gas"](jnp.asarray(gframes), theta))
-        self.n_simulations += 1
-        self.sample = {"frames": frames, "boxes": boxes, "u_liquid": u_liq,
-                       "gas_frames": gframes, "u_gas": u_gas, "last_liquid": last_liquid,
-                       "last_gas": np.asarray(g.positions)}
+        def chunk(s, g):
+            rep = ReservoirReporter(r["production"] // r["every"], every=r["every"])
+            s = simulate(liq, s, r["production"], params=theta, barostat=baro, reporters=[rep])
+            order = np.argsort(rep.steps)
+            grep = ReservoirReporter(r["gas_production"] // r["gas_every"],
+                                     every=r["gas_every"])
+            g = simulate(gas, g, r["gas_production"], params=theta, reporters=[grep])
+            return s, g, (np.stack(rep.frames)[order], np.stack(rep.boxes)[order],
+                          np.stack(grep.frames)[np.argsort(grep.steps)])
+
+        parts, steps = [], 0
+        while True:
+            s, g, part = chunk(s, g)
+            parts.append(part)
+            steps += r["production"]
+            frames, boxes, gframes = (np.concatenate(a) for a in zip(*parts, strict=True))
+            u_liq = np.asarray(self._energies["liquid"](jnp.asarray(frames),
+                                                        jnp.asarray(boxes), theta))
+            u_gas = np.asarray(self._energies["gas"](jnp.asarray(gframes), theta))
+            data = self._data(frames, boxes, u_liq, gframes, u_gas)
+            est = self.estimates(theta, data)
+            reached = all(est[k][1] <= v for k, v in self.requested.items())
+            if chunks is not None:
+                if len(parts) == chunks:
+                    break
+            elif reached or steps >= self.max_production:
+                break
+        sampling = {"production": steps, "gas_production": steps // r["production"]
+                    * r["gas_production"],
+                    **{f"{k}_std_error": float(est[k][1]) for k in self.rows},
+                    "requested": dict(self.requested), "reached": bool(reached)}
+        if not reached and chunks is None:
+            missed = ", ".join(f"{k} {est[k][1]:.3g} > {v:g}" for k, v in self.requested.items()
+                               if est[k][1] > v)
+            sampling["warning"] = (
+                f"target {self.name!r}: the requested standard errors were not reached within"
+                f" max_production = {self.max_production} steps ({missed}); the estimates are"
+                " noisier than asked: raise max_production or relax the request")
+        sample = {"frames": frames, "boxes": boxes, "u_liquid": u_liq,
+                  "gas_frames": gframes, "u_gas": u_gas,
+                  "last_liquid": (np.asarray(s.positions), np.asarray(s.box)),
+                  "last_gas": np.asarray(g.positions)}
+        return sample, sampling
 
     def _ess(self, theta) -> float:
         s = self.sample
@@ -191,20 +273,27 @@ class LiquidTarget:
             ess = 1.0
         self.last_ess = float(ess)
         s = self.sample
-        rho = jax.vmap(lambda b: self._density(None, b))(jnp.asarray(s["boxes"]))
-        return (jnp.asarray(s["frames"]), jnp.asarray(s["boxes"]), jnp.asarray(s["u_liquid"]),
-                rho, jnp.asarray(s["gas_frames"]), jnp.asarray(s["u_gas"]))
+        data = self._data(s["frames"], s["boxes"], s["u_liquid"], s["gas_frames"], s["u_gas"])
+        est = self.estimates(theta, data)
+        return data + (jnp.asarray([est[k][1] for k in self.rows]),)
+
+    def _data(self, frames, boxes, u_liquid, gas_frames, u_gas):
+        rho = jax.vmap(lambda b: self._density(None, b))(jnp.asarray(boxes))
+        return (jnp.asarray(frames), jnp.asarray(boxes), jnp.asarray(u_liquid), rho,
+                jnp.asarray(gas_frames), jnp.asarray(u_gas))
 
     def get_state(self):
-        return {"sample": self.sample, "n_simulations": self.n_simulations}
+        return {"sample": self.sample, "n_simulations": self.n_simulations,
+                "sampling": self.sampling}
 
     def set_state(self, state):
         self.sample, self.n_simulations = state["sample"], state["n_simulations"]
+        self.sampling = state.get("sampling")  # checkpoints written before it: None
 
     # ---- pure JAX, given the data ----
     def properties(self, theta, data):
         """{"density": g/mL, "hvap": kJ/mol} reweighted to theta from ``data``."""
-        frames, boxes, u_s, rho, gframes, ug_s = data
+        frames, boxes, u_s, rho, gframes, ug_s = data[:6]
         u = self._energies["liquid"](frames, boxes, theta)
         w = exp_weights(u, u_s, self.beta)
         ug = self._energies["gas"](gframes, theta)
@@ -212,10 +301,46 @@ class LiquidTarget:
         hvap = (wg @ ug - (w @ u) / self.n_molecules + BOLTZMANN * self.temperature)
         return {"density": w @ rho, "hvap": hvap}
 
+    def estimates(self, theta, data) -> dict:
+        """{"density": (value, standard error), "hvap": (...)} at theta from ``data``: the
+        reweighted averages of ``properties`` with their errors by ``mean_std_error`` (the
+        delta method for the weights, times each run's statistical inefficiency); H_vap's
+        error combines the independent liquid and gas runs."""
+        from chronograd.gradients.ensemble import mean_std_error
+
+        frames, boxes, u_s, rho, gframes, ug_s = data[:6]
+        u = np.asarray(self._energies["liquid"](frames, boxes, theta))
+        ug = np.asarray(self._energies["gas"](gframes, theta))
+        w = np.asarray(exp_weights(u, np.asarray(u_s), self.beta), np.float64)
+        wg = np.asarray(exp_weights(ug, np.asarray(ug_s), self.beta), np.float64)
+        rho_e = mean_std_error(np.asarray(rho), w / w.sum())
+        liq = mean_std_error(u / self.n_molecules, w / w.sum())
+        gas = mean_std_error(ug, wg / wg.sum())
+        hvap = gas["value"] - liq["value"] + BOLTZMANN * self.temperature
+        return {"density": (rho_e["value"], rho_e["std_error"]),
+                "hvap": (hvap, float(np.hypot(gas["std_error"], liq["std_error"])))}
+
+    def _denominators(self, data):
+        """sqrt(denominator^2 + standard error^2) per row (the sample's errors, constants)."""
+        se = data[6]
+        return jnp.stack([jnp.hypot(self.den[k], se[i]) for i, k in enumerate(self.rows)])
+
     def residuals(self, theta, data):
         p = self.properties(theta, data)
         scale = jnp.sqrt(self.weight / len(self.rows))
-        return jnp.stack([scale * (p[k] - self.exp[k]) / self.den[k] for k in self.rows])
+        den = self._denominators(data)
+        return jnp.stack([scale * (p[k] - self.exp[k]) / den[i]
+                          for i, k in enumerate(self.rows)])
+
+    def loss_noise(self, theta, data) -> float:
+        """The standard error of this target's loss at theta (delta method over the
+        properties' standard errors)."""
+        est = self.estimates(theta, data)
+        den = np.asarray(self._denominators(data))
+        c = self.weight / len(self.rows)
+        terms = [2 * c * (est[k][0] - self.exp[k]) / den[i] ** 2 * est[k][1]
+                 for i, k in enumerate(self.rows)]
+        return float(np.sqrt(np.sum(np.square(terms))))
 
     def loss(self, theta, data):
         r = self.residuals(theta, data)
@@ -230,12 +355,15 @@ class LiquidTarget:
                              " parameters; check the molecule and the run settings")
 
     def metrics(self, theta) -> dict:
-        p = self.properties(theta, self.prepare(theta))
+        est = self.estimates(theta, self.prepare(theta))
         out = {"n_geometries": len(self.sample["frames"]), "n_simulations": self.n_simulations,
                "ess_fraction": self.last_ess}
         for k in self.rows:
-            out[k] = float(p[k])
+            out[k] = float(est[k][0])
+            out[f"{k}_std_error"] = float(est[k][1])
             out[f"{k}_experiment"] = float(self.exp[k])
+        if self.sampling and "warning" in self.sampling:
+            out["warning"] = self.sampling["warning"]
         return {"all": out}
 
     def predictions(self, theta) -> list[dict]:

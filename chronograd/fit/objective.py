@@ -149,6 +149,14 @@ class Objective:
         r, j = self._fn("jac", k)(phi, self.prepare(k, phi))
         return np.asarray(r), np.asarray(j)
 
+    def target_noise(self, k: int, phi) -> float:
+        """The standard error of target k's loss at phi (0 for deterministic targets)."""
+        t = self.targets[k]
+        if not hasattr(t, "loss_noise"):
+            return 0.0
+        phi = jnp.asarray(phi)
+        return float(t.loss_noise(self.theta(phi), *self.prepare(k, phi)))
+
     def prior(self, phi) -> float:
         phi = np.asarray(phi)
         return self.prior_weight * float(phi @ phi)
@@ -194,6 +202,17 @@ class Evaluator:
                   "jac": self.objective.target_residuals_and_jacobian}[mode]
             return [fn(k, phi) for k in range(n)]
         return self.remote(self.client, mode, phi, n)
+
+    def noise(self, phi) -> float:
+        """The statistical noise (standard error) of the objective at phi: the sampled
+        targets' loss noises in quadrature; 0 when no target is sampled."""
+        return float(np.sqrt(sum(self.objective.target_noise(k, phi) ** 2
+                                 for k in range(len(self.objective.targets)))))
+
+    def samples(self) -> tuple:
+        """Which samples the sampled targets hold now (their simulation counts): a change
+        means losses before and after come from different samples."""
+        return tuple(getattr(t, "n_simulations", 0) for t in self.objective.targets)
 
     def value(self, phi):
         self.n_value += 1

@@ -114,9 +114,11 @@ def levenberg_marquardt(damping: float = 1e-2, factor: float = 3.0,
         phi, lam = state["phi"], state["damping"]
         if state["r"] is None:
             r, J, parts = ev.residuals_and_jacobian(phi)
+            state = dict(state, samples=ev.samples(), noise=ev.noise(phi))
         else:
             r, J, parts = state["r"], state["J"], state["parts"]
         loss = float(r @ r)
+        samples, noise = state.get("samples"), state.get("noise", 0.0)
         JtJ, Jtr = J.T @ J, J.T @ r
         diag = np.diag(JtJ).copy()
         diag[diag == 0] = 1.0
@@ -125,17 +127,26 @@ def levenberg_marquardt(damping: float = 1e-2, factor: float = 3.0,
             new = phi + delta
             r_new, J_new, parts_new = ev.residuals_and_jacobian(new)
             new_loss = float(r_new @ r_new)
-            if np.isfinite(new_loss) and new_loss < loss:
+            # Losses from one sample compare exactly; after a re-simulation the decrease
+            # must exceed the two losses' combined statistical noise.
+            new_samples, new_noise = ev.samples(), ev.noise(new)
+            margin = 0.0 if new_samples == samples else float(np.hypot(noise, new_noise))
+            if np.isfinite(new_loss) and new_loss < loss - margin:
                 lam = max(lam / factor, 1e-9)
                 state = {"phi": new, "damping": lam, "r": r_new, "J": J_new,
-                         "parts": parts_new}
+                         "parts": parts_new, "samples": new_samples, "noise": new_noise}
                 info = {"loss": new_loss, "targets": parts_new, "damping": lam,
                         "grad_norm": float(np.linalg.norm(2 * J_new.T @ r_new))}
+                if new_noise:
+                    info["loss_noise"] = new_noise
                 return state, info
             lam *= factor
         info = {"loss": loss, "targets": parts, "damping": lam,
                 "grad_norm": float(np.linalg.norm(2 * Jtr))}
-        return {"phi": phi, "damping": lam, "r": r, "J": J, "parts": parts}, info
+        if noise:
+            info["loss_noise"] = noise
+        return {"phi": phi, "damping": lam, "r": r, "J": J, "parts": parts,
+                "samples": samples, "noise": noise}, info
 
     return Optimizer(init, step, "levenberg-marquardt")
 

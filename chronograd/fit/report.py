@@ -60,6 +60,29 @@ def write_report(folder: Path, cfg, obj, log, summary, phi0, phi) -> None:
              "|---|---|---|---|---|---|"]
     for name, split, n, key, a, b in metric_rows(summary):
         lines.append(f"| {name} | {split} | {n} | {key} | {a:.4g} | {b:.4g} |")
+    for name, v in summary.get("validation", {}).items():
+        m0, m1 = summary["metrics_initial"][name]["all"], summary["metrics_final"][name]["all"]
+        lines += ["", f"## {name}: predicted and re-simulated", "",
+                  "Predicted: the fit's estimate (reweighted from its sample); re-simulated: a"
+                  f" fresh simulation of {v['after']['production']} liquid steps at the same"
+                  " parameters. Values ± standard errors.", "",
+                  "| property | experiment | before, predicted | before, re-simulated |"
+                  " after, predicted | after, re-simulated |", "|---|---|---|---|---|---|"]
+        for k in ("density", "hvap"):
+            if k not in v["after"]:
+                continue
+            lines.append(
+                f"| {k} | {m1[f'{k}_experiment']:.5g} |"
+                f" {m0[k]:.5g} ± {m0[f'{k}_std_error']:.2g} |"
+                f" {v['before'][k][0]:.5g} ± {v['before'][k][1]:.2g} |"
+                f" {m1[k]:.5g} ± {m1[f'{k}_std_error']:.2g} |"
+                f" {v['after'][k][0]:.5g} ± {v['after'][k][1]:.2g} |")
+    for when in ("metrics_initial", "metrics_final"):
+        for name, splits in summary[when].items():
+            for values in splits.values():
+                if "warning" in values:
+                    lines += ["", f"**Warning ({name}, {when.split('_')[1]}):**"
+                              f" {values['warning']}"]
     lines += ["", "## Parameters (internal units: nm, rad, kJ/mol)", "",
               "| parameter | initial | final | change |", "|---|---|---|---|"]
     for p in summary["parameters"]:
@@ -76,7 +99,8 @@ def metric_rows(summary):
         m1 = summary["metrics_final"][name]
         for split, values in m0.items():
             for key, a in values.items():
-                if key != "n_geometries" and a is not None:  # no forces: no force RMSE
+                # no forces: no force RMSE; text (a sampling warning) is not a metric
+                if key != "n_geometries" and isinstance(a, (int, float)):
                     yield name, split, values["n_geometries"], key, a, m1[split][key]
 
 

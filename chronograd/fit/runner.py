@@ -70,6 +70,12 @@ def converged(log: list[dict], step_norm: float, options: dict) -> str | None:
     if options["step_tolerance"] > 0 and step_norm <= options["step_tolerance"]:
         return f"step {step_norm:.3g} <= step_tolerance {options['step_tolerance']:g}"
     n, tol = int(options["patience"]), options["loss_tolerance"]
+    noise = last.get("loss_noise")
+    if noise and len(log) > n:  # sampled targets: changes no larger than the noise
+        changes = [abs(log[-k]["loss"] - log[-k - 1]["loss"]) for k in range(1, n + 1)]
+        if max(changes) <= noise:
+            return (f"objective change {max(changes):.3g} within its statistical noise"
+                    f" {noise:.3g} for {n} iterations")
     if tol > 0 and len(log) > n:
         changes = [abs(log[-k]["loss"] - log[-k - 1]["loss"])
                    / max(abs(log[-k - 1]["loss"]), 1e-300) for k in range(1, n + 1)]
@@ -190,10 +196,8 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
                 "evaluations": {"value": ev.n_value, "gradient": ev.n_gradient,
                                 "jacobian": ev.n_jacobian},
                 "wall_s": round(time.perf_counter() - t0, 3)}]
-        for t in obj.targets:
-            if hasattr(t, "get_state"):  # sampled targets: how the value was made
-                log[0].setdefault("sampling", {})[t.name] = {
-                    "simulations": t.n_simulations, "ess_fraction": t.last_ess}
+        if _sampling(obj):
+            log[0]["sampling"] = _sampling(obj)
     if log and "converged" in log[-1]:  # resuming a fit that had already stopped
         return _finish(cfg, ff, obj, state, log, out, ev)
     end = iterations if stop_after is None else min(iterations, start + stop_after)
@@ -226,10 +230,8 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
                      "evaluations": {"value": ev.n_value, "gradient": ev.n_gradient,
                                      "jacobian": ev.n_jacobian},
                      "wall_s": round(wall0 + time.perf_counter() - t0, 3)}
-            for t in obj.targets:
-                if hasattr(t, "get_state"):  # sampled targets: how the last value was made
-                    entry.setdefault("sampling", {})[t.name] = {
-                        "simulations": t.n_simulations, "ess_fraction": t.last_ess}
+            if _sampling(obj):
+                entry["sampling"] = _sampling(obj)
             entry.update({k2: v for k2, v in info.items()
                           if k2 not in ("loss", "targets") and np.isscalar(v)})
             log.append(entry)
@@ -247,6 +249,19 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
     if end < iterations and not stopped:
         return {"finished": False, "iteration": end, "loss": log[-1]["loss"] if log else None}
     return _finish(cfg, ff, obj, state, log, out, ev)
+
+
+def _sampling(obj) -> dict:
+    """How the sampled targets' last values were made: simulations so far, the effective
+    sample fraction, and the last simulation's length, standard errors and whether it reached
+    the requested ones (with the warning when it did not)."""
+    out = {}
+    for t in obj.targets:
+        if hasattr(t, "get_state"):
+            out[t.name] = {"simulations": t.n_simulations, "ess_fraction": t.last_ess,
+                           **{k: v for k, v in (getattr(t, "sampling", None) or {}).items()
+                              if k != "requested"}}
+    return out
 
 
 def _finish(cfg, ff, obj, state, log, out, ev):
@@ -279,6 +294,13 @@ def _finish(cfg, ff, obj, state, log, out, ev):
         "parameters": [{"label": lab, "initial": float(a), "final": float(b)}
                        for lab, a, b in zip(obj.labels, values0, values, strict=True)],
     }
+    validation = {}
+    for t in obj.targets:  # sampled targets: fresh, longer simulations judge the fit
+        if getattr(t, "validation_production", 0):
+            validation[t.name] = {"before": t.validate(obj.theta(np.zeros(obj.n))),
+                                  "after": t.validate(theta)}
+    if validation:
+        summary["validation"] = validation
     if cfg.output.get("report", True):
         write_report(stage, cfg, obj, log, summary, np.zeros(obj.n), phi)
     (stage / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

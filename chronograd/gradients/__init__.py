@@ -35,6 +35,7 @@ from chronograd.gradients.ensemble import (
     ReweightingError,
     effective_sample_size,
     ensemble_gradient,
+    mean_std_error,
     reduced_potentials,
     reweight,
     statistical_inefficiency,
@@ -81,5 +82,6 @@ __all__ = ["ESTIMATORS", "FlatParams", "GradientError", "GradientResult", "Rewei
            "batched_minimized_positions", "effective_sample_size", "ensemble_gradient",
            "flat_params", "gradient",
            "implicit_gradient", "minimized_positions", "parameter_labels",
-           "reduced_potentials", "reweight", "rigid_modes", "statistical_inefficiency",
+           "mean_std_error", "reduced_potentials", "reweight", "rigid_modes",
+           "statistical_inefficiency",
            "time_vs_ensemble", "trajectory_gradient"]

@@ -67,6 +67,33 @@ def statistical_inefficiency(series) -> float:
         return float(max(1.0, _pymbar().timeseries.statistical_inefficiency(a)))
 
 
+def mean_std_error(series, weights=None) -> dict:
+    """The (weighted) mean of a time series and its standard error, the one estimator every
+    ensemble average uses (fresh samples, reweighted samples, liquid properties).
+
+    ``series`` [n] (or [n, ...], whose per-frame mean sets the correlation time); ``weights``
+    [n] normalized weights of the frames (e.g. exponential reweighting), default equal. The
+    variance is the delta-method one of the self-normalized estimator,
+    sum w_i^2 (o_i - mean)^2 / (1 - sum w_i^2) (for equal weights the sample variance / n),
+    times g, the statistical inefficiency of the series in sampling order (pymbar): what the
+    frames' correlation in time costs. Returns {"value", "std_error",
+    "statistical_inefficiency", "n_effective"} (n_effective = Kish size / g)."""
+    o = np.asarray(series, np.float64)
+    n = len(o)
+    o2 = o.reshape(n, -1)
+    w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or abs(w.sum() - 1.0) > 1e-6:
+        raise InputError(f"weights must be {n} finite numbers summing to 1")
+    value = w @ o2
+    sw2 = float(w @ w)
+    g = statistical_inefficiency(o2.mean(axis=1))
+    var = (w ** 2) @ (o2 - value) ** 2 / max(1.0 - sw2, 1e-300) * g
+    shape = o.shape[1:]
+    return {"value": value.reshape(shape) if shape else float(value[0]),
+            "std_error": np.sqrt(var).reshape(shape) if shape else float(np.sqrt(var[0])),
+            "statistical_inefficiency": g, "n_effective": 1.0 / sw2 / g}
+
+
 def _frames_and_boxes(system, frames, boxes):
     x = np.asarray(frames, np.float64)
     if x.ndim != 3 or x.shape[-1] != 3:
@@ -283,23 +310,19 @@ def reweight(system, frames, observable, params_new, *, temperature: float, boxe
             " sampled ones. Re-simulate at the new parameters, take a smaller step, or (MBAR)"
             " add frames from intermediate parameter sets")
     w = np.exp(log_w)
-    o2 = o.reshape(len(o), -1)
-    value = (w[:, None] * o2).sum(axis=0)
+    est = mean_std_error(o, w / w.sum())
     if method == "mbar":
+        o2 = o.reshape(len(o), -1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = mbar.compute_expectations(o2[:, 0], u_kn=u_new[None, :])
         err = np.atleast_1d(np.asarray(res["sigma"]))
         if o2.shape[1] > 1:
             err = np.full(o2.shape[1], np.nan)
-    else:
-        # delta method for the self-normalized estimator, times the inefficiency of O
-        var = (w[:, None] ** 2 * (o2 - value) ** 2).sum(axis=0)
-        err = np.sqrt(var * statistical_inefficiency(o))
-    shape = o.shape[1:]
-    return {"value": value.reshape(shape) if shape else float(value[0]),
-            "std_error": err.reshape(shape) if shape else float(err[0]),
-            "ess": ess, "n_frames": len(x_all), "log_weights": log_w}
+        shape = o.shape[1:]
+        est["std_error"] = err.reshape(shape) if shape else float(err[0])
+    return {"value": est["value"], "std_error": est["std_error"], "ess": ess,
+            "n_frames": len(x_all), "log_weights": log_w}
 
 
 def _observe(observable, frames, boxes, params) -> np.ndarray:
@@ -320,8 +343,8 @@ def time_vs_ensemble(observable, time_frames, replica_frames, *, time_boxes=None
     if len(b) < 2:
         raise InputError("time_vs_ensemble needs at least 2 replicas")
     a2, b2 = a.reshape(len(a), -1).mean(axis=1), b.reshape(len(b), -1).mean(axis=1)
-    g = statistical_inefficiency(a2)
-    mt, st = float(a2.mean()), float(a2.std(ddof=1) * np.sqrt(g / len(a2)))
+    time_avg = mean_std_error(a2)
+    g, mt, st = time_avg["statistical_inefficiency"], time_avg["value"], time_avg["std_error"]
     me, se = float(b2.mean()), float(b2.std(ddof=1) / np.sqrt(len(b2)))
     z = (mt - me) / max(np.hypot(st, se), 1e-300)
     verdict = ("consistent: time and ensemble averages agree within"

@@ -1,0 +1,123 @@
+"""Standard errors of ensemble averages (``gradients.mean_std_error``): checked against the
+spread of independent replicas of correlated series, fresh and reweighted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chronograd.errors import InputError
+from chronograd.gradients import mean_std_error
+
+
+def _ar1(rng, n_replicas, n, phi):
+    """Stationary AR(1) series with unit variance: statistical inefficiency (1+phi)/(1-phi)."""
+    x = np.empty((n_replicas, n))
+    x[:, 0] = rng.standard_normal(n_replicas)
+    noise = rng.standard_normal((n_replicas, n)) * np.sqrt(1 - phi ** 2)
+    for t in range(1, n):
+        x[:, t] = phi * x[:, t - 1] + noise[:, t]
+    return x
+
+
+def test_standard_error_matches_the_spread_of_replicas():
+    rng = np.random.default_rng(20261201)
+    phi = 0.9
+    series = _ar1(rng, 300, 3000, phi)
+    est = [mean_std_error(s) for s in series]
+    means = np.array([e["value"] for e in est])
+    reported = np.sqrt(np.mean([e["std_error"] ** 2 for e in est]))
+    observed = means.std(ddof=1)
+    assert 0.85 < reported / observed < 1.18, (reported, observed)
+    g = np.mean([e["statistical_inefficiency"] for e in est])
+    assert 0.8 * (1 + phi) / (1 - phi) < g < 1.2 * (1 + phi) / (1 - phi)
+    # ignoring the correlation (g = 1) would understate the error ~4x
+    naive = np.mean([s.std(ddof=1) / np.sqrt(len(s)) for s in series])
+    assert observed / naive > 3.5
+
+
+def test_reweighted_standard_error_matches_the_spread_of_replicas():
+    """Frames of N(0, 1) reweighted to N(lam, 1) (w ~ exp(lam x)): the weighted mean
+    estimates lam; its delta-method error times g matches the replicas' spread."""
+    rng = np.random.default_rng(7)
+    lam = 0.4
+    series = _ar1(rng, 300, 3000, 0.8)
+    means, errors = [], []
+    for s in series:
+        w = np.exp(lam * s - np.max(lam * s))
+        e = mean_std_error(s, w / w.sum())
+        means.append(e["value"])
+        errors.append(e["std_error"])
+        assert e["n_effective"] < len(s) / e["statistical_inefficiency"]
+    means = np.array(means)
+    assert abs(means.mean() - lam) < 3 * means.std(ddof=1) / np.sqrt(len(means))
+    ratio = np.sqrt(np.mean(np.square(errors))) / means.std(ddof=1)
+    assert 0.8 < ratio < 1.25, ratio
+
+
+def test_vector_series_and_bad_weights():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((500, 3))
+    e = mean_std_error(x)
+    assert e["value"].shape == (3,) and e["std_error"].shape == (3,)
+    np.testing.assert_allclose(e["std_error"], x.std(axis=0, ddof=1) / np.sqrt(500) *
+                               np.sqrt(e["statistical_inefficiency"]))
+    with pytest.raises(InputError, match="summing to 1"):
+        mean_std_error(x[:, 0], np.ones(500))
+    with pytest.raises(InputError, match="500 finite numbers"):
+        mean_std_error(x[:, 0], np.full(499, 1 / 499))
+
+
+class _ScriptedEvaluator:
+    """An Evaluator stand-in: one residual whose loss at each new point, the sample it came
+    from, and the loss noise are scripted."""
+
+    def __init__(self, points):
+        self.points = list(points)  # (loss, sample id, noise) per evaluation, in order
+        self.current = None
+
+    def residuals_and_jacobian(self, phi):
+        loss, sample, noise = self.points.pop(0)
+        self.current = (sample, noise)
+        return np.array([np.sqrt(loss)]), np.array([[1.0]]), [loss]
+
+    def samples(self):
+        return (self.current[0],)
+
+    def noise(self, phi):
+        return self.current[1]
+
+
+@pytest.mark.parametrize("new_loss, new_sample, accepted", [
+    (0.95, 1, True),    # the same sample: losses compare exactly
+    (0.95, 2, False),   # a fresh sample: 0.05 is within the noise (hypot(0.1, 0.1))
+    (0.70, 2, True),    # a fresh sample, a decrease beyond the noise
+])
+def test_levenberg_marquardt_accepts_only_decreases_beyond_the_noise(new_loss, new_sample,
+                                                                     accepted):
+    from chronograd.fit.optimizers import levenberg_marquardt
+
+    opt = levenberg_marquardt(max_tries=3)
+    tries = [(new_loss, new_sample, 0.1)] * 3
+    ev = _ScriptedEvaluator([(1.0, 1, 0.1)] + tries)
+    state, info = opt.step(opt.init(np.zeros(1)), ev)
+    moved = bool(np.any(state["phi"] != 0))
+    assert moved == accepted
+    assert info["loss"] == pytest.approx(new_loss if accepted else 1.0)
+    assert info["loss_noise"] == pytest.approx(0.1)
+    assert state["samples"] == ((new_sample,) if accepted else (1,))
+
+
+def test_the_fit_stops_when_changes_are_within_the_noise():
+    from chronograd.fit.runner import CONVERGENCE_DEFAULTS, converged
+
+    opts = dict(CONVERGENCE_DEFAULTS)
+    log = [{"iteration": k, "loss": v, "loss_noise": 0.05}
+           for k, v in enumerate([2.0, 1.0, 0.98, 1.01])]
+    assert "within its statistical noise" in converged(log, 1.0, opts)
+    log[-1]["loss"] = 0.8  # a real decrease: go on
+    assert converged(log, 1.0, opts) is None
+    for e in log:
+        del e["loss_noise"]  # deterministic targets: the relative-change rule only
+    log[-1]["loss"] = 1.01
+    assert converged(log, 1.0, opts) is None
