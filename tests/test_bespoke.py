@@ -197,6 +197,7 @@ def butane_scan(tmp_path_factory):
     return root, runs
 
 
+@pytest.mark.slow  # ~40 s of GFN2-xTB optimizations on a CI worker
 def test_scan_failure_names_the_point_and_the_scan_resumes_from_the_cache(butane_scan):
     root, (steps, failed, (resumed, calls), (again, calls_again)) = butane_scan
     assert "GeomOptNotConvergedError" in steps and "deg failed" in steps
@@ -211,6 +212,7 @@ def test_scan_failure_names_the_point_and_the_scan_resumes_from_the_cache(butane
     assert not list((root / "cache").glob(".*.tmp"))
 
 
+@pytest.mark.slow  # needs the scan fixture above
 def test_bespoke_cli_end_to_end(butane_scan, tmp_path):
     root, _ = butane_scan
     out = tmp_path / "out"
