@@ -154,33 +154,18 @@ def main() -> None:
 
 
 def _plot_all(works, rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from chronograd.fit.bespoke.workflow import _profile_rmse
+    from chronograd.fit.bespoke.workflow import _plot, _profile_rmse
     from chronograd.fit.data import load_qm_dataset
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(4.6 * len(rows), 3.6), squeeze=False)
-    for ax, work, (name, b, _) in zip(axes[0], works, rows, strict=True):
+    profiles = []
+    for work, (name, b, _) in zip(works, rows, strict=True):
         tag = f"{b['bond'][0]}-{b['bond'][1]}"
         records = load_qm_dataset(work / f"bond-{tag}-scan")
         fitted = next((work / f"bond-{tag}-fit").glob("*-fitted.offxml"))
         _, before = _profile_rmse(work / f"bond-{tag}-start.offxml", records, "none")
         _, after = _profile_rmse(fitted, records, "none")
-        ang, qm, mm0 = before[0]
-        mm1 = after[0][2]
-        o = np.argsort(ang)
-        ax.plot(ang[o], qm[o] / 4.184, "ko-", ms=3, label="GFN2-xTB")
-        ax.plot(ang[o], mm0[o] / 4.184, ":", color="gray", label="Sage 2.2.1")
-        ax.plot(ang[o], mm1[o] / 4.184, "s--", ms=3, color="tab:red", label="bespoke")
-        ax.set_title(f"{name}, bond {b['label']}", fontsize=9)
-        ax.set_xlabel("dihedral (deg)")
-        ax.set_ylabel("relative energy (kcal/mol)")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        profiles.append((f"{name}, bond {b['label']}", before[0], after[0]))
+    _plot(profiles, path)
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ def run_bespoke(molecule, *, bonds=None, qm: str = "xtb", out,
         rmse1, prof1 = _profile_rmse(fitted, records, relaxation)
         log(f"  RMSE vs QM {rmse0 / 4.184:.3f} -> {rmse1 / 4.184:.3f} kcal/mol"
             f" ({summary['iterations']} iterations, {summary['stopped']})")
-        profiles.append((label, prof0[0], prof1[0]))
+        profiles.append((f"bond {label}", prof0[0], prof1[0]))
         report["bonds"].append({
             "bond": list(bond), "label": label,
             "dihedral_fragment": list(dihedral),
@@ -247,6 +247,7 @@ def _markdown(r) -> str:
 
 
 def _plot(profiles, path) -> None:
+    """One panel per (title, (angles, QM, MM before), (angles, QM, MM after)), kcal/mol."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,7 +261,7 @@ def _plot(profiles, path) -> None:
         ax.plot(ang, before[1][order] / 4.184, "ko-", ms=3, label="QM")
         ax.plot(ang, before[2][order] / 4.184, ":", color="gray", label="MM before")
         ax.plot(ang, after[2][order] / 4.184, "s--", ms=3, color="tab:red", label="MM bespoke")
-        ax.set_title(f"bond {label}", fontsize=9)
+        ax.set_title(label, fontsize=9)
         ax.set_xlabel("dihedral (deg)")
         ax.set_ylabel("relative energy (kcal/mol)")
     axes[0][0].legend(fontsize=7)
