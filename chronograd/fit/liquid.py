@@ -223,11 +223,9 @@ class LiquidTarget:
             parts.append(part)
             steps += r["production"]
             frames, boxes, gframes = (np.concatenate(a) for a in zip(*parts, strict=True))
-            u_liq = np.asarray(self._energies["liquid"](jnp.asarray(frames),
-                                                        jnp.asarray(boxes), theta))
-            u_gas = np.asarray(self._energies["gas"](jnp.asarray(gframes), theta))
+            u_liq, u_gas = self._at(theta, frames, boxes, gframes)
             data = self._data(frames, boxes, u_liq, gframes, u_gas)
-            est = self.estimates(theta, data)
+            est = self.estimates(theta, data, (u_liq, u_gas))
             reached = all(est[k][1] <= v for k, v in self.requested.items())
             if chunks is not None:
                 if len(parts) == chunks:
@@ -251,11 +249,15 @@ class LiquidTarget:
                   "last_gas": np.asarray(g.positions)}
         return sample, sampling
 
-    def _ess(self, theta) -> float:
+    def _at(self, theta, frames, boxes, gas_frames):
+        """Liquid and gas energies of the frames at theta (host arrays)."""
+        return (np.asarray(self._energies["liquid"](jnp.asarray(frames), jnp.asarray(boxes),
+                                                    theta)),
+                np.asarray(self._energies["gas"](jnp.asarray(gas_frames), theta)))
+
+    def _ess(self, theta, energies=None) -> float:
         s = self.sample
-        u = np.asarray(self._energies["liquid"](jnp.asarray(s["frames"]),
-                                                jnp.asarray(s["boxes"]), theta))
-        ug = np.asarray(self._energies["gas"](jnp.asarray(s["gas_frames"]), theta))
+        u, ug = energies or self._at(theta, s["frames"], s["boxes"], s["gas_frames"])
         ess_l = float(effective_sample_size(exp_log_weights(u, s["u_liquid"], self.beta))) \
             / len(u)
         ess_g = float(effective_sample_size(exp_log_weights(ug, s["u_gas"], self.beta))) \
@@ -267,14 +269,18 @@ class LiquidTarget:
         sample size (as a fraction of the frames) is below ``min_ess``. Returns the data the
         residuals need."""
         theta = jax.tree_util.tree_map(jnp.asarray, theta)
-        ess = self._ess(theta) if self.sample is not None else 0.0
+        energies = None
+        if self.sample is not None:  # the frames' energies at theta: for the ESS and errors
+            s = self.sample
+            energies = self._at(theta, s["frames"], s["boxes"], s["gas_frames"])
+        ess = self._ess(theta, energies) if energies is not None else 0.0
         if not np.isfinite(ess) or ess < self.min_ess:
             self._simulate(theta)
-            ess = 1.0
+            ess, energies = 1.0, (self.sample["u_liquid"], self.sample["u_gas"])
         self.last_ess = float(ess)
         s = self.sample
         data = self._data(s["frames"], s["boxes"], s["u_liquid"], s["gas_frames"], s["u_gas"])
-        est = self.estimates(theta, data)
+        est = self.estimates(theta, data, energies)
         return data + (jnp.asarray([est[k][1] for k in self.rows]),)
 
     def _data(self, frames, boxes, u_liquid, gas_frames, u_gas):
@@ -301,16 +307,16 @@ class LiquidTarget:
         hvap = (wg @ ug - (w @ u) / self.n_molecules + BOLTZMANN * self.temperature)
         return {"density": w @ rho, "hvap": hvap}
 
-    def estimates(self, theta, data) -> dict:
+    def estimates(self, theta, data, energies=None) -> dict:
         """{"density": (value, standard error), "hvap": (...)} at theta from ``data``: the
         reweighted averages of ``properties`` with their errors by ``mean_std_error`` (the
         delta method for the weights, times each run's statistical inefficiency); H_vap's
-        error combines the independent liquid and gas runs."""
+        error combines the independent liquid and gas runs. ``energies``: the frames' liquid
+        and gas energies at theta, when already computed."""
         from chronograd.gradients.ensemble import mean_std_error
 
         frames, boxes, u_s, rho, gframes, ug_s = data[:6]
-        u = np.asarray(self._energies["liquid"](frames, boxes, theta))
-        ug = np.asarray(self._energies["gas"](gframes, theta))
+        u, ug = energies or self._at(theta, frames, boxes, gframes)
         w = np.asarray(exp_weights(u, np.asarray(u_s), self.beta), np.float64)
         wg = np.asarray(exp_weights(ug, np.asarray(ug_s), self.beta), np.float64)
         rho_e = mean_std_error(np.asarray(rho), w / w.sum())

@@ -147,9 +147,9 @@ def _optimize(engine, numbers, symbols, charge, start_bohr, dihedral, angle, max
 
 
 def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    from chronograd.interop.files import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj)))
 
 
 def torsion_scan(molecule, dihedral, engine: QMEngine, *, spacing: int = 15,
