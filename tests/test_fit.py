@@ -148,8 +148,10 @@ def test_resumed_fit_equals_uninterrupted(tmp_path):
     assert not list((tmp_path / "b/out").glob(".*"))  # no temporary or staging files left
 
 
-@pytest.mark.parametrize("method", [pytest.param("adam", marks=pytest.mark.slow),
-                                    "levenberg-marquardt", "neuroevolution"])
+@pytest.mark.parametrize("method", [
+    pytest.param("adam", marks=pytest.mark.slow),
+    # LM's default-suite check: test_levenberg_marquardt_stops_when_converged
+    pytest.param("levenberg-marquardt", marks=pytest.mark.slow), "neuroevolution"])
 def test_optimizers_lower_the_objective(tmp_path, method):
     extra = "learning_rate = 0.1\n" if method == "adam" else ""
     s = run_fit(_config(tmp_path, method, iterations=3, extra=extra), progress=False)

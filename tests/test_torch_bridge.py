@@ -12,14 +12,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 
 
-def test_torch_bridge_checks_pass_in_their_own_process():
+@pytest.mark.parametrize("which", [
+    "not slow",  # the default suite: all but the trajectory gradcheck (~20 s of compiling)
+    pytest.param("slow or not slow", marks=pytest.mark.slow)])
+def test_torch_bridge_checks_pass_in_their_own_process(which):
     # torch is a test dependency (pyproject [test]); find_spec does not import it here
     assert importlib.util.find_spec("torch") is not None, "pip install -e '.[test]'"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-m", which,
          str(HERE / "torch_bridge_checks.py")],
         capture_output=True, text=True, cwd=HERE.parent, timeout=1800,
         # no persistent compilation cache writes beside torch (where the crash was)

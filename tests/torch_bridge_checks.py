@@ -86,6 +86,7 @@ def test_gradcheck_learned_potential_weights():
     assert torch.autograd.gradcheck(f, (x, w0), eps=1e-6, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradcheck_wrapped_trajectory_observable(setup):
     """The mean potential energy of 30 velocity-Verlet steps as a function of two bond
     parameters, wrapped as a torch.autograd.Function."""
