@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SEED   ?= 0
 
 .PHONY: demo test test-slow lint bench clean
 
@@ -21,7 +22,7 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pip install -q -e ".[test,qm]"
-	$(PY) -m pytest -q -m slow
+	CHRONOGRAD_TEST_SEED=$(SEED) $(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_energy_forces.py
@@ -35,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_pair_potentials.py
 	$(PY) benchmarks/bench_torsion_relaxation.py
 	$(PY) benchmarks/bench_bespoke.py
+	$(PY) benchmarks/bench_liquid.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -75,6 +75,10 @@ UNITS: dict[str, tuple[float, dict[str, int]]] = {
     "nanosecond": (1e3, {_TIME: 1}), "kelvin": (KELVIN, {_TEMP: 1}),
     "bar": (1.0, {_P: 1}), "atmosphere": (1.01325, {_P: 1}), "pascal": (1e-5, {_P: 1}),
     "kilopascal": (1e-2, {_P: 1}),
+    # for experimental densities: mass in daltons (g/mol), volume in nm^3
+    "gram": (AVOGADRO * DALTON, {_MASS: 1}), "kilogram": (1e3 * AVOGADRO * DALTON, {_MASS: 1}),
+    "centimeter": (1e7, {_L: 1}), "meter": (1e9, {_L: 1}),
+    "milliliter": (1e21, {_L: 3}), "liter": (1e24, {_L: 3}),
 }
 # Other spellings (matched case-insensitively, as are the names above).
 ALIASES = {
@@ -85,7 +89,9 @@ ALIASES = {
     "ev": "electronvolt", "eh": "hartree", "radians": "radian", "rad": "radian",
     "degrees": "degree", "deg": "degree", "e": "elementary_charge", "da": "dalton",
     "ps": "picosecond", "fs": "femtosecond", "ns": "nanosecond", "k": "kelvin", "atm": "atmosphere",
-    "pa": "pascal", "kpa": "kilopascal",
+    "pa": "pascal", "kpa": "kilopascal", "g": "gram", "grams": "gram", "kg": "kilogram",
+    "cm": "centimeter", "meters": "meter", "ml": "milliliter", "milliliters": "milliliter",
+    "liters": "liter",
 }
 
 LENGTH = {_L: 1}
@@ -95,6 +101,7 @@ CHARGE = {_Q: 1}
 TIME = {_TIME: 1}
 TEMPERATURE = {_TEMP: 1}
 PRESSURE = {_P: 1}
+DENSITY = {_MASS: 1, _L: -3}
 DIMENSIONLESS: dict[str, int] = {}
 
 

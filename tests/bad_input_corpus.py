@@ -246,6 +246,25 @@ def planted_pickle() -> bytes:
     return pickle.dumps({"config_sha256": "x", "payload": PlantedCode()})
 
 
+def liquid_config(d: Path, experiment: str) -> str:
+    (d / "fit.toml").write_text(f"""[forcefield]
+file = "{SAGE}"
+[[parameters]]
+ids = ["n-tip3p-O"]
+attributes = ["sigma"]
+[[targets]]
+name = "water"
+type = "liquid"
+smiles = "O"
+{experiment}
+[optimizer]
+method = "lbfgs"
+[output]
+directory = "out"
+""")
+    return "fit.toml"
+
+
 def fit_resume(d: Path, make_checkpoint) -> list[str]:
     cfg = fit_config(d)
     (d / "out").mkdir()
@@ -579,6 +598,14 @@ CASES = [
                                              ' kilocalorie_per_mole"\n')],
          "[priors] Bonds.k: quantity '1.0 * kilocalorie_per_mole' has dimension energy/amount,"
          " expected energy/(amount*length^2)"),
+    Case("fit-liquid-experiment-no-units", "liquid fit target with `hvap = 44.0` (no units,"
+         " no reference)", lambda d: ["fit", liquid_config(d, "hvap = 44.0")],
+         "[[targets]] #1 hvap: an experimental value needs its units and a reference; write"
+         " hvap = {value = \"43.98 * kJ/mol\", reference = \"<where the number comes from>\"}"),
+    Case("fit-liquid-experiment-no-reference", "liquid fit target with a density but no"
+         " reference", lambda d: ["fit", liquid_config(
+             d, 'density = {value = "0.997 * g/mL"}')],
+         "[[targets]] #1 density: no reference for the experimental value"),
     Case("fit-stop-after-zero", "`fit --stop-after 0`", lambda d: [
         "fit", fit_config(d), "--stop-after", "0"], "--stop-after must be at least 1"),
     # output paths

@@ -6,7 +6,7 @@ small, and config errors. The full fit (examples/fit/water_liquid.toml) is a slo
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from pathlib import Path
 
 import jax
@@ -31,7 +31,8 @@ def water():
     ff = cg.ForceField(FF)
     target = LiquidTarget(ff, smiles="O", n_molecules=256, temperature=T, density=0.99705,
                           hvap=43.98, equilibration=500, production=1000, every=50,
-                          gas_production=1000, gas_every=50, initial_density=1.0, min_ess=0.5)
+                          gas_production=1000, gas_every=50, initial_density=1.0, min_ess=0.5,
+                          min_effective_samples=0)  # 2 ps samples: for gradients, not errors
     wrt = ff.select(ids=["n-tip3p-O"], attributes={"sigma", "epsilon"})
     fp = flat_params(ff.params, wrt)
     data = target.prepare(ff.params)
@@ -110,6 +111,9 @@ directory = "out"
 """
 
 
+HVAP = 'hvap = {value = "44.0 * kJ/mol", reference = "CRC Handbook"}'
+
+
 def test_liquid_config_errors(tmp_path):
     cfg = _write(tmp_path, LIQUID.format(extra="density = 0.997", parallel=""))
     with pytest.raises(InputError, match=r"fit.toml, line 6: \[\[targets\]\] #1: .*smiles"):
@@ -121,34 +125,78 @@ def test_liquid_config_errors(tmp_path):
     cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"', parallel=""))
     with pytest.raises(InputError, match="density and/or hvap"):
         run_fit(load_config(cfg), progress=False)
-    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\nhvap = 44.0\nmin_ess = 2.0',
+    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\n' + HVAP + '\nmin_ess = 2.0',
                                          parallel=""))
     with pytest.raises(InputError, match="min_ess is a fraction"):
         run_fit(load_config(cfg), progress=False)
-    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\nhvap = 44.0',
+    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\n' + HVAP,
                                          parallel='[parallel]\ncluster = "local"'))
     with pytest.raises(InputError, match=r"\[parallel\] cluster: target 'water' keeps"):
         run_fit(load_config(cfg), progress=False)
-    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\nhvap = 44.0\n'
+    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\n' + HVAP + '\n'
                                                'hvap_std_error = 0.0', parallel=""))
     with pytest.raises(InputError, match="hvap_std_error must be > 0"):
         run_fit(load_config(cfg), progress=False)
-    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\nhvap = 44.0\n'
+    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\n' + HVAP + '\n'
                                                'max_production = 15000', parallel=""))
     with pytest.raises(InputError, match=r"max_production \(15000\) must be a multiple"):
         run_fit(load_config(cfg), progress=False)
     assert not (tmp_path / "out").exists()  # nothing written
 
 
+@pytest.mark.parametrize("value, match", [
+    ("hvap = 44.0", r"line 10: \[\[targets\]\] #1 hvap: an experimental value needs its units"
+                    r" and a reference; write hvap = \{value = \"43.98 \* kJ/mol\""),
+    ('hvap = {value = "44.0 * kJ/mol"}', r"#1 hvap: no reference for the experimental value"),
+    ('hvap = {value = "44.0", reference = "CRC"}', r"#1 hvap: .*dimension"),
+    ('density = {value = 0.997, reference = "CRC"}', r"#1 density: the value needs units"),
+    ('density = {value = "0.997 * g/mL", reference = "CRC", error = 1}',
+     r"#1 density: unknown key 'error'"),
+])
+def test_experimental_values_need_units_and_references(tmp_path, value, match):
+    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\n' + value, parallel=""))
+    with pytest.raises(InputError, match=match):
+        run_fit(load_config(cfg), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_experimental_values_in_other_units_are_converted(tmp_path):
+    from chronograd.fit.build import build_objective
+
+    extra = ('smiles = "O"\nn_molecules = 8\n'
+             'density = {value = "997.05 * kg/meter**3", reference = "Kell 1975"}\n'
+             'hvap = {value = "10.5115 * kcal/mol", reference = "CRC Handbook"}')
+    _, obj = build_objective(load_config(_write(tmp_path, LIQUID.format(extra=extra,
+                                                                          parallel=""))))
+    t = obj.targets[0]
+    assert t.exp["density"] == pytest.approx(0.99705, rel=1e-12)
+    assert t.exp["hvap"] == pytest.approx(43.98, rel=1e-4)
+    assert t.references == {"density": "Kell 1975", "hvap": "CRC Handbook"}
+
+
+def combined_error(values, exp):
+    """The issue's measure |dH_vap| / 3 kJ/mol + |d rho| / 0.03 g/mL and its standard error
+    from the estimates' standard errors."""
+    e = abs(values["hvap"][0] - exp["hvap"]) / 3 + abs(values["density"][0] - exp["density"]) \
+        / 0.03
+    return e, float(np.hypot(values["hvap"][1] / 3, values["density"][1] / 0.03))
+
+
 @pytest.mark.slow
-def test_water_fit_reweights_resimulates_and_moves_towards_experiment(tmp_path):
+def test_water_fit_improves_water_beyond_the_validation_errors(tmp_path):
     """examples/fit/water_liquid.toml: Sage TIP3P's O sigma and epsilon against the
-    experimental density and H_vap of water at 298.15 K, 1 atm; stopped and resumed."""
+    experimental density and H_vap of water at 298.15 K, 1 atm; stopped and resumed. The fit
+    is judged by its fresh validation runs: the combined error must fall by more than twice
+    its standard error; when a validation cannot resolve the change, the validation is run
+    again, longer (up to 4x), rather than asserting on noise. ``CHRONOGRAD_TEST_SEED`` (make
+    test-slow SEED=n) changes every simulation's seed."""
+    seed = int(os.environ.get("CHRONOGRAD_TEST_SEED", "0"))
     work = tmp_path / "fit"
     work.mkdir()
-    shutil.copy(EXAMPLE, work / "water_liquid.toml")
-    text = (work / "water_liquid.toml").read_text()
-    text = text.replace('directory = "../../out/fit-water-liquid"', 'directory = "out"')
+    text = EXAMPLE.read_text().replace('directory = "../../out/fit-water-liquid"',
+                                       'directory = "out"')
+    text = text.replace("min_ess = 0.5", f"min_ess = 0.5\nseed = {seed}")
+    assert f"seed = {seed}" in text
     (work / "water_liquid.toml").write_text(text)
     cfg = load_config(work / "water_liquid.toml")
     first = run_fit(cfg, progress=False, stop_after=2)
@@ -160,30 +208,48 @@ def test_water_fit_reweights_resimulates_and_moves_towards_experiment(tmp_path):
     print("simulations", sims, "ess", ess, "loss", [e["loss"] for e in log])
     assert sims[-1] >= 2  # re-simulated at least once after the first sample
     assert any(e < 1.0 for e in ess)  # and reweighted in between
-    m0, m1 = summary["metrics_initial"]["water"]["all"], summary["metrics_final"]["water"]["all"]
-    print(m0, m1)
-    err0 = abs(m0["hvap"] - 43.98) / 3 + abs(m0["density"] - 0.99705) / 0.03
-    err1 = abs(m1["hvap"] - 43.98) / 3 + abs(m1["density"] - 0.99705) / 0.03
-    assert err1 < err0
+    m1 = summary["metrics_final"]["water"]["all"]
+    exp = {k: m1[f"{k}_experiment"] for k in ("density", "hvap")}
+    assert m1["density_reference"].startswith("Kell")
+    v = summary["validation"]["water"]
+    (e0, s0), (e1, s1) = combined_error(v["before"], exp), combined_error(v["after"], exp)
+    production = v["after"]["production"]
+    if e0 - e1 <= 2 * np.hypot(s0, s1):  # not resolved: validate again, longer
+        from chronograd.fit.build import build_objective
+        from chronograd.forcefield import ForceField
+
+        ff, obj = build_objective(cfg)
+        target = obj.targets[0]
+        fitted = ForceField(str(work / "out" / summary["forcefield"])).params
+        while e0 - e1 <= 2 * np.hypot(s0, s1) and production < 4 * v["after"]["production"]:
+            production *= 2
+            target.validation_production = production
+            e0, s0 = combined_error(target.validate(ff.params), exp)
+            e1, s1 = combined_error(target.validate(fitted), exp)
+    print(f"validation ({production} steps): combined error {e0:.3f} +- {s0:.3f} ->"
+          f" {e1:.3f} +- {s1:.3f}")
+    assert e0 - e1 > 2 * np.hypot(s0, s1)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="5 ps runs do not resolve the barostat's volume"
-                   " correlation time: measured, the density's reported error is ~3x below"
-                   " the replicas' spread (issue 20: size the runs, then remove this mark)")
 def test_standard_errors_match_the_spread_of_replicas():
-    """Eight simulations of one water box with different seeds, each continuing from the
-    last configuration after its own equilibration (the first from an equilibrated start):
-    each reports its density and H_vap with a standard error; their RMS is within a factor
-    1.5 of the replicas' observed spread."""
+    """Eight simulations of one water box with different seeds (CHRONOGRAD_TEST_SEED shifts
+    them), each continuing from the last configuration after its own 5 ps equilibration
+    (the first from an equilibrated start), each extended in 10 ps pieces until its series
+    hold 20 effective samples (the default min_effective_samples; ~20 ps): the RMS of the
+    reported standard errors is within a factor 1.5 of the replicas' observed spread. (With
+    fixed 5 ps runs, ~6 effective samples, the density's was 1.5-3x too small.)"""
     ff = cg.ForceField(FF)
+    seed = 11 + 100 * int(os.environ.get("CHRONOGRAD_TEST_SEED", "0"))
     target = LiquidTarget(ff, smiles="O", n_molecules=256, temperature=T, density=0.99705,
-                          hvap=43.98, equilibration=1000, production=2500, every=25,
-                          gas_production=2500, gas_every=25, initial_density=1.0, seed=11)
+                          hvap=43.98, equilibration=2500, production=5000, every=25,
+                          max_production=20000, gas_production=1000, gas_every=50,
+                          initial_density=1.0, seed=seed)
     target.prepare(ff.params)  # from the lattice: the equilibrated start
     values, errors = {"density": [], "hvap": []}, {"density": [], "hvap": []}
     for _ in range(8):
         target._simulate(ff.params)  # seed + n_simulations differs
+        assert target.sampling["reached"], target.sampling
         est = target.estimates(ff.params, target.prepare(ff.params))
         for k in values:
             values[k].append(est[k][0])
@@ -191,6 +257,7 @@ def test_standard_errors_match_the_spread_of_replicas():
     for k in values:
         observed = np.std(values[k], ddof=1)
         reported = np.sqrt(np.mean(np.square(errors[k])))
+        print(k, "reported", reported, "observed", observed, values[k])
         assert 1 / 1.5 < reported / observed < 1.5, (k, reported, observed, values[k])
 
 

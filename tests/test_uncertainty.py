@@ -36,6 +36,21 @@ def test_standard_error_matches_the_spread_of_replicas():
     assert observed / naive > 3.5
 
 
+def test_too_few_effective_samples_are_flagged_where_the_error_is_understated():
+    """Why liquid runs extend until min_effective_samples (20): a series only a few
+    correlation times long cannot resolve its own correlation time, and its standard error
+    comes out too small; the reported n_effective says so. At ~5 true effective samples
+    (AR(1), g = 19, 100 frames) the error is understated and n_effective is below 20; at
+    ~20 (400 frames) n_effective passes 20 and the error matches the replicas' spread."""
+    rng = np.random.default_rng(11)
+    for n, low, high, flagged in ((100, 0.6, 0.85, True), (400, 0.88, 1.12, False)):
+        est = [mean_std_error(s) for s in _ar1(rng, 400, n, 0.9)]
+        reported = np.sqrt(np.mean([e["std_error"] ** 2 for e in est]))
+        ratio = reported / np.std([e["value"] for e in est], ddof=1)
+        assert low < ratio < high, (n, ratio)
+        assert (np.median([e["n_effective"] for e in est]) < 20) == flagged, n
+
+
 def test_reweighted_standard_error_matches_the_spread_of_replicas():
     """Frames of N(0, 1) reweighted to N(lam, 1) (w ~ exp(lam x)): the weighted mean
     estimates lam; its delta-method error times g matches the replicas' spread."""

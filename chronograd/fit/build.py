@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from chronograd import units
 from chronograd.errors import InputError
+from chronograd.forcefield.quantity import parse_quantity, unit_factor
 
 
 def _records_for(cfg, i, t):
@@ -79,11 +81,44 @@ def _liquid_target(cfg, i, t, ff):
     extra = [k for k in options if k not in accepted or k in ("ff", "charges")]
     if extra:
         raise cfg.error("targets", extra[0], i, "not an option of 'liquid' targets")
+    references = {}
+    for key in ("density", "hvap"):
+        if key in options:
+            options[key], references[key] = _experimental(cfg, i, key, options[key])
+    if references:
+        options["references"] = references
     try:
         return LiquidTarget(ff, name=t["name"], charges=cfg.forcefield.get("charges"),
                             **options)
     except InputError as e:
         raise cfg.error("targets", index=i, message=str(e)) from None
+
+
+_EXPERIMENTAL = {"density": (units.DENSITY, "gram/milliliter", "0.99705 * g/mL"),
+                 "hvap": (units.MOLAR_ENERGY, "kilojoule_per_mole", "43.98 * kJ/mol")}
+
+
+def _experimental(cfg, i, key, entry):
+    """(value in the target's units, reference) of an experimental value written as
+    ``key = {value = "<number> * <units>", reference = "<source>"}``."""
+    dims, unit, example = _EXPERIMENTAL[key]
+    fix = f'write {key} = {{value = "{example}", reference = "<where the number comes from>"}}'
+    if not isinstance(entry, dict):
+        raise cfg.error("targets", key, i, f"an experimental value needs its units and a"
+                        f" reference; {fix}")
+    extra = sorted(set(entry) - {"value", "reference"})
+    if extra:
+        raise cfg.error("targets", key, i, f"unknown key {extra[0]!r}; {fix}")
+    reference = entry.get("reference")
+    if not isinstance(reference, str) or not reference.strip():
+        raise cfg.error("targets", key, i, f"no reference for the experimental value; {fix}")
+    if not isinstance(entry.get("value"), str):
+        raise cfg.error("targets", key, i, f"the value needs units; {fix}")
+    try:
+        value = parse_quantity(entry["value"], dims)[0] / unit_factor(unit)
+    except InputError as e:
+        raise cfg.error("targets", key, i, f"{e}; {fix}") from None
+    return value, reference.strip()
 
 
 def build_objective(cfg, *, only_target: int | None = None, indices=None):

@@ -60,15 +60,19 @@ _SCHEMA = {
                 "bond_denominator": str, "angle_denominator": str, "tolerance": (int, float),
                 # type = "torsion_profile": "none" (single points) | "restrained"
                 "relaxation": str, "restraint_k": (int, float),
-                # type = "liquid" (plain numbers: K, bar, g/mL, kJ/mol, ps, 1/ps, steps)
+                # type = "liquid": experimental density and hvap as tables {value = quantity,
+                # reference = source}; plain numbers for the rest (K, bar, g/mL, kJ/mol, ps,
+                # 1/ps, steps)
                 "smiles": str, "n_molecules": int, "temperature": (int, float),
-                "pressure": (int, float), "density": (int, float), "hvap": (int, float),
+                "pressure": (int, float), "density": (int, float, dict),
+                "hvap": (int, float, dict),
                 "density_denominator": (int, float), "hvap_denominator": (int, float),
                 "timestep": (int, float), "friction": (int, float), "equilibration": int,
                 "production": int, "every": int, "gas_production": int, "gas_every": int,
                 "min_ess": (int, float), "seed": int, "initial_density": (int, float),
                 "density_std_error": (int, float), "hvap_std_error": (int, float),
-                "max_production": int, "validation_production": int},
+                "max_production": int, "validation_production": int,
+                "min_effective_samples": (int, float)},
     "optimizer": {"method": str, "iterations": int, "learning_rate": (int, float),
                   "memory_size": int, "damping": (int, float), "mutation_scale": (int, float),
                   "temperature": (int, float), "seed": int,

@@ -77,6 +77,13 @@ def write_report(folder: Path, cfg, obj, log, summary, phi0, phi) -> None:
                 f" {v['before'][k][0]:.5g} ± {v['before'][k][1]:.2g} |"
                 f" {m1[k]:.5g} ± {m1[f'{k}_std_error']:.2g} |"
                 f" {v['after'][k][0]:.5g} ± {v['after'][k][1]:.2g} |")
+        for when in ("before", "after"):
+            if "warning" in v[when]:
+                lines += ["", f"**Warning ({name}, validation {when}):** {v[when]['warning']}"]
+        refs = [f"{k}: {m1[f'{k}_reference']}" for k in ("density", "hvap")
+                if f"{k}_reference" in m1]
+        if refs:
+            lines += ["", "Experimental values: " + "; ".join(refs) + "."]
     for when in ("metrics_initial", "metrics_final"):
         for name, splits in summary[when].items():
             for values in splits.values():

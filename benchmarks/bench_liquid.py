@@ -1,0 +1,205 @@
+"""Liquid fits judged independently: the fitted `.offxml` files exported through OpenFF
+Interchange to OpenMM and simulated there, against chronograd's own validation runs.
+
+For each liquid fit output (``chronograd fit examples/fit/water_liquid.toml`` and
+``examples/fit/alcohols_liquid.toml``; the script runs a fit whose output is missing):
+
+1. the fit's `summary.json`: experiment, and chronograd's fresh validation runs before
+   (Sage 2.2.1) and after (fitted) with standard errors;
+2. OpenMM (CPU platform): the same box size, Sage 2.2.1 and the fitted `.offxml` through
+   the OpenFF toolkit + Interchange, LangevinMiddle 2 fs, 1/ps, Monte Carlo barostat every
+   25 steps, ``--equil-ps`` then ``--prod-ps`` of NPT; the gas phase: one molecule in vacuum,
+   ``--gas-ns``; density and H_vap with standard errors from the statistical inefficiency
+   (``chronograd.gradients.mean_std_error``, the estimator the fits use);
+3. agreement: (chronograd - OpenMM) / combined standard error per property, and the combined
+   error |dH_vap| / 3 kJ/mol + |d rho| / 0.03 g/mL against experiment in OpenMM (the issue's
+   measure; Sage's TIP3P ~1.05).
+
+Run: `python benchmarks/bench_liquid.py [--only water|alcohols] [--skip-fit]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import machine_line, write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FITS = {"water": (ROOT / "examples/fit/water_liquid.toml", ROOT / "out/fit-water-liquid"),
+        "alcohols": (ROOT / "examples/fit/alcohols_liquid.toml",
+                     ROOT / "out/fit-alcohols-liquid")}
+BASE = "openff-2.2.1.offxml"
+T, P = 298.15, 1.01325
+R = 0.00831446261815324  # kJ/mol/K
+
+
+def openmm_liquid(offxml, smiles, n_molecules, *, equil_ps, prod_ps, gas_ns, seed=0):
+    """{"density": (g/mL, SE), "hvap": (kJ/mol, SE), "ms_per_step": ...} from OpenMM."""
+    import openmm
+    import openmm.unit as u
+    from openff.interchange import Interchange
+    from openff.toolkit import ForceField as OFFForceField
+    from openff.toolkit import Molecule as OFFMolecule
+    from openff.toolkit import Topology
+    from openff.units import unit
+
+    from chronograd.forcefield.charges import am1bcc_charges
+    from chronograd.gradients.ensemble import mean_std_error
+    from chronograd.topology import Molecule
+    from chronograd.topology.boxes import liquid_box
+
+    mol = Molecule.from_smiles(smiles)
+    off = OFFMolecule.from_rdkit(mol.rdmol, allow_undefined_stereo=True)
+    charged = []
+    if smiles != "O":  # water: the force field's library charges
+        off.partial_charges = am1bcc_charges(mol) * unit.elementary_charge
+        charged = [off]
+    ff = OFFForceField(str(offxml))
+    _, pos, box = liquid_box(mol, n_molecules, density_g_ml=1.0 if smiles == "O" else 0.75,
+                             seed=seed)
+    top = Topology.from_molecules([off] * n_molecules)
+    top.box_vectors = np.asarray(box) * unit.nanometer
+    system = Interchange.from_smirnoff(ff, top, charge_from_molecules=charged or None
+                                       ).to_openmm_system()
+    system.addForce(openmm.MonteCarloBarostat(P * u.bar, T * u.kelvin, 25))
+    integ = openmm.LangevinMiddleIntegrator(T * u.kelvin, 1.0 / u.picosecond,
+                                            0.002 * u.picoseconds)
+    integ.setRandomNumberSeed(seed + 1)
+    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("CPU"))
+    ctx.setPeriodicBoxVectors(*(np.asarray(box) * u.nanometer))
+    ctx.setPositions(np.asarray(pos) * u.nanometer)
+    openmm.LocalEnergyMinimizer.minimize(ctx, 10.0)
+    ctx.setVelocitiesToTemperature(T * u.kelvin, seed + 2)
+    integ.step(int(equil_ps / 0.002))
+    mass = sum(system.getParticleMass(i).value_in_unit(u.dalton)
+               for i in range(system.getNumParticles()))
+    every = 125  # 0.25 ps
+    rho, u_liq = [], []
+    t0 = time.perf_counter()
+    for _ in range(int(prod_ps / 0.002) // every):
+        integ.step(every)
+        st = ctx.getState(getEnergy=True)
+        v = st.getPeriodicBoxVolume().value_in_unit(u.nanometer ** 3)
+        rho.append(mass / v / 602.214076)
+        u_liq.append(st.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole))
+    ms = 1e3 * (time.perf_counter() - t0) / int(prod_ps / 0.002)
+    # the gas: one molecule, no cutoff
+    gtop = Topology.from_molecules([off])
+    gsys = Interchange.from_smirnoff(ff, gtop, charge_from_molecules=charged or None
+                                     ).to_openmm_system()
+    for f in gsys.getForces():
+        if isinstance(f, openmm.NonbondedForce):
+            f.setNonbondedMethod(openmm.NonbondedForce.NoCutoff)
+    ginteg = openmm.LangevinMiddleIntegrator(T * u.kelvin, 1.0 / u.picosecond,
+                                             0.002 * u.picoseconds)
+    ginteg.setRandomNumberSeed(seed + 3)
+    gctx = openmm.Context(gsys, ginteg, openmm.Platform.getPlatformByName("Reference"))
+    gctx.setPositions(np.asarray(mol.positions) * u.nanometer)
+    gctx.setVelocitiesToTemperature(T * u.kelvin, seed + 4)
+    ginteg.step(5000)
+    u_gas = []
+    for _ in range(int(gas_ns * 1000 / 0.002) // 250):
+        ginteg.step(250)
+        u_gas.append(gctx.getState(getEnergy=True).getPotentialEnergy()
+                     .value_in_unit(u.kilojoule_per_mole))
+    d = mean_std_error(np.asarray(rho))
+    liq = mean_std_error(np.asarray(u_liq) / n_molecules)
+    gas = mean_std_error(np.asarray(u_gas))
+    return {"density": (d["value"], d["std_error"]),
+            "hvap": (gas["value"] - liq["value"] + R * T,
+                     float(np.hypot(gas["std_error"], liq["std_error"]))),
+            "ms_per_step": ms}
+
+
+def combined(values, exp):
+    """|dH_vap| / 3 + |d rho| / 0.03 and its standard error."""
+    e = abs(values["hvap"][0] - exp["hvap"]) / 3 + abs(values["density"][0] - exp["density"]) / 0.03
+    se = float(np.hypot(values["hvap"][1] / 3, values["density"][1] / 0.03))
+    return e, se
+
+
+def run_fit(config, out, skip):
+    summary = out / "summary.json"
+    if not summary.exists():
+        if skip:
+            raise SystemExit(f"{summary} is missing: run `chronograd fit {config}` first")
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "chronograd", "fit", str(config)], check=True)
+        print(f"fit {config.name}: {time.perf_counter() - t:.0f} s")
+    return json.loads(summary.read_text())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=sorted(FITS))
+    ap.add_argument("--skip-fit", action="store_true", help="use existing fit outputs")
+    ap.add_argument("--equil-ps", type=float, default=40.0)
+    ap.add_argument("--prod-ps", type=float, default=100.0)
+    ap.add_argument("--gas-ns", type=float, default=2.0)
+    args = ap.parse_args()
+    import tomllib
+
+    from chronograd.fit import load_config
+
+    rows, agree, judged = [], [], []
+    for name in [args.only] if args.only else list(FITS):
+        config, out = FITS[name]
+        summary = run_fit(config, out, args.skip_fit)
+        cfg = load_config(config)
+        fitted = out / summary["forcefield"] if not Path(summary["forcefield"]).is_absolute() \
+            else Path(summary["forcefield"])
+        raw = tomllib.loads(config.read_text())
+        for t in raw["targets"]:
+            tname = t["name"]
+            m1 = summary["metrics_final"][tname]["all"]
+            exp = {k: m1[f"{k}_experiment"] for k in ("density", "hvap")}
+            val = summary["validation"][tname]
+            n = t["n_molecules"]
+            for when, ffile in (("before", BASE), ("after", fitted)):
+                omm = openmm_liquid(ffile, t["smiles"], n, equil_ps=args.equil_ps,
+                                    prod_ps=args.prod_ps, gas_ns=args.gas_ns)
+                cg_v = {k: tuple(val[when][k]) for k in ("density", "hvap")}
+                e_cg, se_cg = combined(cg_v, exp)
+                e_omm, se_omm = combined(omm, exp)
+                z = {k: (cg_v[k][0] - omm[k][0]) / np.hypot(cg_v[k][1], omm[k][1])
+                     for k in ("density", "hvap")}
+                rows.append(
+                    f"| {tname} ({n}) | {when} | {exp['density']:.4f} / {exp['hvap']:.2f} |"
+                    f" {cg_v['density'][0]:.4f} ± {cg_v['density'][1]:.4f} |"
+                    f" {omm['density'][0]:.4f} ± {omm['density'][1]:.4f} |"
+                    f" {cg_v['hvap'][0]:.2f} ± {cg_v['hvap'][1]:.2f} |"
+                    f" {omm['hvap'][0]:.2f} ± {omm['hvap'][1]:.2f} |"
+                    f" {z['density']:+.1f} / {z['hvap']:+.1f} |"
+                    f" {e_cg:.2f} ± {se_cg:.2f} | {e_omm:.2f} ± {se_omm:.2f} |")
+                agree.append(max(abs(z["density"]), abs(z["hvap"])))
+                judged.append((name, tname, when, e_omm, se_omm, omm["ms_per_step"]))
+        del cfg
+    body = "\n".join([
+        "## Liquid fits judged in OpenMM (issue 20; `benchmarks/bench_liquid.py`)", "",
+        "Command: `python benchmarks/bench_liquid.py` (all numbers from one run; the fits are"
+        " the shipped examples, `chronograd fit examples/fit/water_liquid.toml` and"
+        " `alcohols_liquid.toml`).", machine_line(), "",
+        f"chronograd: the fit's own fresh validation runs (report.md). OpenMM: the `.offxml`"
+        f" through OpenFF Interchange, CPU platform, {args.equil_ps:g} ps + {args.prod_ps:g} ps"
+        f" NPT (LangevinMiddle 2 fs, 1/ps, MC barostat every 25 steps) and {args.gas_ns:g} ns"
+        " of the gas molecule. ± standard errors (statistical inefficiency). z: (chronograd -"
+        " OpenMM) / combined standard error. Error: |dH_vap| / 3 kJ/mol + |d rho| / 0.03 g/mL"
+        " against experiment.", "",
+        "| liquid (molecules) | parameters | experiment rho / H_vap | rho chronograd |"
+        " rho OpenMM | H_vap chronograd | H_vap OpenMM | z rho / H_vap | error chronograd |"
+        " error OpenMM |", "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
+        f"Largest |z|: {max(agree):.1f}. OpenMM CPU cost: "
+        + ", ".join(f"{t} {w} {ms:.2f} ms/step" for _, t, w, _, _, ms in judged) + "."])
+    write_section("liquid", body)
+
+
+if __name__ == "__main__":
+    main()
