@@ -244,9 +244,11 @@ class LiquidTarget:
             u_liq, u_gas = self._at(theta, frames, boxes, gframes)
             data = self._data(frames, boxes, u_liq, gframes, u_gas)
             est = self.estimates(theta, data, (u_liq, u_gas))
-            reached = all(est[k][1] <= v for k, v in self.requested.items()) and \
-                all(est["n_effective"][k] >= self.min_effective_samples * (1 - 1e-9)
-                    for k in self.rows)
+            missed = [f"{k} {est[k][1]:.3g} > {v:g}" for k, v in self.requested.items()
+                      if est[k][1] > v]
+            short = [f"{k} {est['n_effective'][k]:.1f}" for k in self.rows
+                     if est["n_effective"][k] < self.min_effective_samples * (1 - 1e-9)]
+            reached = not (missed or short)
             if chunks is not None:
                 if len(parts) == chunks:
                     break
@@ -257,10 +259,6 @@ class LiquidTarget:
                     **{f"{k}_std_error": float(est[k][1]) for k in self.rows},
                     **{f"{k}_n_effective": float(est["n_effective"][k]) for k in self.rows},
                     "requested": dict(self.requested), "reached": bool(reached)}
-        missed = [f"{k} {est[k][1]:.3g} > {v:g}" for k, v in self.requested.items()
-                  if est[k][1] > v]
-        short = [f"{k} {est['n_effective'][k]:.1f}" for k in self.rows
-                 if est["n_effective"][k] < self.min_effective_samples * (1 - 1e-9)]
         if not reached:
             what = "validation run" if chunks is not None else \
                 f"run (max_production = {self.max_production} steps)"
