@@ -180,6 +180,10 @@ def test_convergence_criteria_stop_the_fit():
     assert converged(log[:3], 0.1, opts) is None  # one small change is not enough
     assert "gradient norm" in converged([{"loss": 1.0, "grad_norm": 1e-9}], 0.1, opts)
     assert "step" in converged([{"loss": 1.0}, {"loss": 0.5}], 1e-12, opts)
+    # a sampled target whose trial steps were all rejected: converged within its noise
+    noisy = [{"loss": 1.0, "loss_noise": 0.1}, {"loss": 1.0, "loss_noise": 0.1}]
+    assert "within noise" in converged(noisy, 0.0, opts)
+    assert "step 0 <=" in converged([{"loss": 1.0}, {"loss": 1.0}], 0.0, opts)
 
 
 def test_levenberg_marquardt_stops_when_converged(tmp_path):

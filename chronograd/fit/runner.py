@@ -67,10 +67,13 @@ def converged(log: list[dict], step_norm: float, options: dict) -> str | None:
     if g is not None and g <= options["gradient_tolerance"]:
         return (f"gradient norm {g:.3g} <= gradient_tolerance"
                 f" {options['gradient_tolerance']:g}")
+    noise = last.get("loss_noise")
+    if noise and step_norm == 0:  # sampled targets: every trial step was rejected
+        return (f"no trial step lowered the objective by more than its statistical noise"
+                f" {noise:.3g}: converged within noise")
     if options["step_tolerance"] > 0 and step_norm <= options["step_tolerance"]:
         return f"step {step_norm:.3g} <= step_tolerance {options['step_tolerance']:g}"
     n, tol = int(options["patience"]), options["loss_tolerance"]
-    noise = last.get("loss_noise")
     if noise and len(log) > n:  # sampled targets: changes no larger than the noise
         changes = [abs(log[-k]["loss"] - log[-k - 1]["loss"]) for k in range(1, n + 1)]
         if max(changes) <= noise:
