@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile --durations=20
+	CHRONOGRAD_TEST_FAST_COMPILE=1 $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile --durations=20
 
 test-slow: $(STAMP)
 	$(PY) -m pip install -q -e ".[test,qm]"

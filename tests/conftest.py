@@ -48,3 +48,21 @@ def pytest_runtest_teardown(item, nextitem):
     if (nextitem is None or nextitem.module is not item.module) and _mappings() > MAX_MAPPINGS:
         jax.clear_caches()
         gc.collect()
+
+
+# The default suite is bound by XLA compile time, not run time: most tests compile their
+# programs once and run them for milliseconds. With CHRONOGRAD_TEST_FAST_COMPILE=1 (`make
+# test` sets it) those compile without LLVM's optimization passes (JAX's
+# jax_disable_most_optimizations): ~40 % less compile time, slower programs. Tests whose run
+# time dominates (dynamics, trajectory gradients) carry the `runtime_bound` marker and
+# compile fully optimized programs. Results are checked to the same tolerances either way
+# (the suite passes in both modes); the flag is not part of JAX's in-memory jit key, so a
+# program compiled in one mode and reused by a test of the other keeps its first mode
+# (speed only).
+FAST_COMPILE = os.environ.get("CHRONOGRAD_TEST_FAST_COMPILE", "") not in ("", "0")
+
+
+def pytest_runtest_setup(item):
+    if FAST_COMPILE:
+        jax.config.update("jax_disable_most_optimizations",
+                          item.get_closest_marker("runtime_bound") is None)

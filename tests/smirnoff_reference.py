@@ -78,12 +78,12 @@ def _offff(offxml: str):
 def vacuum_cases(full: bool):
     """The openff-2.2.1 vacuum set: curated molecules and 40 MiniDrugBank ones (``full``), or
     every fifth curated molecule and 10 drug-like ones (each kind of chemistry, fast)."""
-    curated = [(name, Molecule.from_smiles(smi, name=name)) for smi, name in curated_smiles()
-               if name != "cubane"]
-    drugs = [(m.name, to_chronograd(m, m.name, conformer=True)) for m in minidrugbank()[:40]]
-    if full:
-        return curated + drugs
-    return curated[::5] + drugs[:10]
+    pick = slice(None) if full else slice(None, None, 5)  # molecules built only when used
+    curated = [(name, Molecule.from_smiles(smi, name=name))
+               for smi, name in [c for c in curated_smiles() if c[1] != "cubane"][pick]]
+    drugs = [(m.name, to_chronograd(m, m.name, conformer=True))
+             for m in minidrugbank()[:40 if full else 10]]
+    return curated + drugs
 
 
 def mol_to_off(mol):

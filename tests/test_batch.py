@@ -39,9 +39,9 @@ def molecules(n: int = 50):
 
 
 @functools.cache
-def systems():
-    ff = forcefield()
-    return [ff.create_system(m, charges="gasteiger") for m in molecules()]
+def system(k: int):
+    """The k-th molecule's system (built on first use: parametrizing all 50 costs ~30 s)."""
+    return forcefield().create_system(molecules()[k], charges="gasteiger")
 
 
 def positions():
@@ -53,10 +53,10 @@ def test_batched_energies_forces_and_theta_gradients_equal_per_molecule(n):
     """n of the 50 molecules spread evenly over their sizes, so that several buckets are
     used (4 in the default suite: each per-molecule reference costs a compilation of ~3 s;
     12 and all 50 in the slow one)."""
-    order = np.argsort([s.n_atoms for s in systems()], kind="stable")
+    order = np.argsort([m.n_atoms for m in molecules()], kind="stable")
     top = 49 if n > 4 else 36  # the default run skips the largest molecules (compile time)
     picked = [int(order[k]) for k in np.linspace(0, top, n).round().astype(int)]
-    syss = [systems()[k] for k in picked]
+    syss = [system(k) for k in picked]
     xs = [positions()[k] for k in picked]
     assert len(syss) == n
     batch = cg.stack_systems(syss, n_buckets=4)
@@ -66,12 +66,12 @@ def test_batched_energies_forces_and_theta_gradients_equal_per_molecule(n):
     summed = ravel_pytree(batch.param_gradient(xs))[0]
     terms = batch.energy_terms(xs)
     total = np.zeros_like(np.asarray(summed))
-    for k, (system, x) in enumerate(zip(syss, xs, strict=True)):
+    for k, (sys_k, x) in enumerate(zip(syss, xs, strict=True)):
         # the per-molecule reference: its own program, no padding
-        value_and_grads = jax.jit(jax.value_and_grad(system.energy_fn(), argnums=(0, 2)))
-        e, (gx, gth) = value_and_grads(x, None, system.params)
+        value_and_grads = jax.jit(jax.value_and_grad(sys_k.energy_fn(), argnums=(0, 2)))
+        e, (gx, gth) = value_and_grads(x, None, sys_k.params)
         scale = max(abs(float(e)), 1.0)
-        assert abs(energies[k] - float(e)) <= 1e-12 * scale, system
+        assert abs(energies[k] - float(e)) <= 1e-12 * scale, sys_k
         assert np.abs(forces[k] + np.asarray(gx)).max() <= 1e-12 * np.abs(gx).max()
         ref = np.asarray(ravel_pytree(gth)[0])
         got = np.asarray(ravel_pytree(per_theta[k])[0])
@@ -84,17 +84,17 @@ def test_batched_energies_forces_and_theta_gradients_equal_per_molecule(n):
 def test_padding_contributes_exactly_zero():
     """A molecule padded to a larger bucket: moving the padded atoms anywhere changes nothing
     (bitwise), their forces are exactly 0, and theta rows it does not use get exactly 0."""
-    system = systems()[3]
+    sys3 = system(3)
     x = positions()[3]
-    sizes = {k: 3 * v + 5 for k, v in _sizes(system).items()}
-    padded = _pad_system(system, sizes)
-    n, n_pad = system.n_atoms, sizes["atoms"]
+    sizes = {k: 3 * v + 5 for k, v in _sizes(sys3).items()}
+    padded = _pad_system(sys3, sizes)
+    n, n_pad = sys3.n_atoms, sizes["atoms"]
     rng = np.random.default_rng(0)
 
     def at(filler):
         xp = np.concatenate([x, filler])
         f = jax.jit(jax.value_and_grad(st.total_energy, argnums=(1, 3)))
-        return f(padded, xp, None, system.params)
+        return f(padded, xp, None, sys3.params)
 
     e1, (gx1, gt1) = at(np.zeros((n_pad - n, 3)))
     e2, (gx2, gt2) = at(rng.normal(scale=5.0, size=(n_pad - n, 3)))
@@ -102,8 +102,8 @@ def test_padding_contributes_exactly_zero():
     assert np.all(np.asarray(gx1)[n:] == 0.0) and np.all(np.asarray(gx2)[n:] == 0.0)
     flat1, flat2 = ravel_pytree(gt1)[0], ravel_pytree(gt2)[0]
     assert np.array_equal(np.asarray(flat1), np.asarray(flat2))
-    e0, (gx0, gt0) = jax.value_and_grad(system.energy_fn(), argnums=(0, 2))(
-        x, None, system.params)
+    e0, (gx0, gt0) = jax.value_and_grad(sys3.energy_fn(), argnums=(0, 2))(
+        x, None, sys3.params)
     assert float(e1) == pytest.approx(float(e0), rel=1e-14)
     ref = np.asarray(ravel_pytree(gt0)[0])
     assert np.array_equal(np.asarray(flat1) == 0.0, ref == 0.0)  # same unused rows, exactly 0
@@ -113,7 +113,7 @@ def test_padding_contributes_exactly_zero():
 
 def test_one_compiled_program_serves_systems_of_equal_padded_shapes():
     """Two different molecules padded to the same sizes run through one compilation."""
-    a, b = systems()[0], systems()[1]
+    a, b = system(0), system(1)
     sizes = {}
     for s in (a, b):
         for k, v in _sizes(s).items():

@@ -17,6 +17,8 @@ sys.path.insert(0, os.path.join(ROOT, "examples", "designs"))
 
 import optimal_trap  # noqa: E402
 
+pytestmark = pytest.mark.runtime_bound  # run time dominates: optimized programs (conftest)
+
 
 def test_protocol_parameterizations():
     t = jnp.linspace(0.0, 2.0, 5)

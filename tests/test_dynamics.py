@@ -28,6 +28,8 @@ from chronograd.dynamics.runner import SimulationError, simulate
 from chronograd.forcefield.charges import gasteiger_charges
 from chronograd.system.terms import HarmonicBondTerm
 
+pytestmark = pytest.mark.runtime_bound  # run time dominates: optimized programs (conftest)
+
 
 def harmonic_pairs(n_pairs=256, k=500.0, mass=12.0):
     """Independent pairs bound by zero-length springs: the relative coordinate of each is a

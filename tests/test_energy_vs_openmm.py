@@ -25,6 +25,8 @@ from chronograd.potentials.dispersion import dispersion_coefficient
 from chronograd.system.pairs import explicit_pairs
 from chronograd.units import ONE_4PI_EPS0
 
+pytestmark = pytest.mark.runtime_bound  # run time dominates: optimized programs (conftest)
+
 REL_ENERGY = 1e-6
 MAX_FORCE = 1e-3
 

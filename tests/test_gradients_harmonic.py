@@ -30,6 +30,8 @@ from chronograd.gradients import (
 )
 from chronograd.system.terms import HarmonicBondTerm
 
+pytestmark = pytest.mark.runtime_bound  # run time dominates: optimized programs (conftest)
+
 TEMP, K, MASS = 300.0, 500.0, 12.0
 KT = BOLTZMANN * TEMP
 MU = MASS / 2

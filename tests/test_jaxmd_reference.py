@@ -11,6 +11,8 @@ from jax_md import partition, quantity, smap, space
 import chronograd as cg
 from chronograd.potentials.kernels import PAIR_KERNELS, smoothed
 
+pytestmark = pytest.mark.runtime_bound  # run time dominates: optimized programs (conftest)
+
 jax.config.update("jax_enable_x64", True)
 
 SPECIES = np.array([0, 1] * 10)

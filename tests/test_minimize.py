@@ -9,6 +9,8 @@ import chronograd as cg
 from chronograd.forcefield.charges import gasteiger_charges
 from chronograd.minimize import minimize
 
+pytestmark = pytest.mark.runtime_bound  # run time dominates: optimized programs (conftest)
+
 CASES = {"ethylene glycol": "OCCO", "acetanilide": "CC(=O)Nc1ccccc1",
          "1-naphthoic acid": "c1ccc2ccccc2c1C(=O)O"}
 

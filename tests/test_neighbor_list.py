@@ -9,6 +9,8 @@ import chronograd as cg
 from chronograd.space.neighbor_list import neighbor_list, update_or_regrow
 from chronograd.space.periodic import minimum_image
 
+pytestmark = pytest.mark.runtime_bound  # run time dominates: optimized programs (conftest)
+
 
 def pair_set(nbrs, n):
     i, j = (np.asarray(a) for a in nbrs.pairs())

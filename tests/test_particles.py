@@ -14,6 +14,8 @@ from chronograd.potentials.kernels import PairKernel
 from chronograd.system.pair_terms import in_trace_spec
 from chronograd.system.particles import pair_term
 
+pytestmark = pytest.mark.runtime_bound  # run time dominates: optimized programs (conftest)
+
 EPS = 1e-5
 
 

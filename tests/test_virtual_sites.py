@@ -11,6 +11,8 @@ from reference_systems import openmm_energy_forces
 import chronograd as cg
 from chronograd.system.virtual_sites import VirtualSites, place_virtual_sites
 
+pytestmark = pytest.mark.runtime_bound  # run time dominates: optimized programs (conftest)
+
 
 @pytest.fixture(scope="module")
 def tip4pew_box():
