@@ -41,8 +41,11 @@ T, P = 298.15, 1.01325
 R = 0.00831446261815324  # kJ/mol/K
 
 
-def openmm_liquid(offxml, smiles, n_molecules, *, equil_ps, prod_ps, gas_ns, seed=0):
-    """{"density": (g/mL, SE), "hvap": (kJ/mol, SE), "ms_per_step": ...} from OpenMM."""
+def openmm_npt(offxml, smiles, n_molecules, seed=0, integrator_seed=None, velocity_seed=None):
+    """(context, integrator, system, molecule, OpenFF molecule, charged molecules, OpenFF force
+    field): ``n_molecules`` on chronograd's lattice through Interchange, minimized, NPT at T, P
+    (LangevinMiddle 2 fs, 1/ps, MC barostat every 25 steps), velocities drawn. ``seed`` sets
+    the lattice; the integrator's and the velocities' seeds default to seed + 1, seed + 2."""
     import openmm
     import openmm.unit as u
     from openff.interchange import Interchange
@@ -52,7 +55,6 @@ def openmm_liquid(offxml, smiles, n_molecules, *, equil_ps, prod_ps, gas_ns, see
     from openff.units import unit
 
     from chronograd.forcefield.charges import am1bcc_charges
-    from chronograd.gradients.ensemble import mean_std_error
     from chronograd.topology import Molecule
     from chronograd.topology.boxes import liquid_box
 
@@ -72,12 +74,26 @@ def openmm_liquid(offxml, smiles, n_molecules, *, equil_ps, prod_ps, gas_ns, see
     system.addForce(openmm.MonteCarloBarostat(P * u.bar, T * u.kelvin, 25))
     integ = openmm.LangevinMiddleIntegrator(T * u.kelvin, 1.0 / u.picosecond,
                                             0.002 * u.picoseconds)
-    integ.setRandomNumberSeed(seed + 1)
+    integ.setRandomNumberSeed(seed + 1 if integrator_seed is None else integrator_seed)
     ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("CPU"))
     ctx.setPeriodicBoxVectors(*(np.asarray(box) * u.nanometer))
     ctx.setPositions(np.asarray(pos) * u.nanometer)
     openmm.LocalEnergyMinimizer.minimize(ctx, 10.0)
-    ctx.setVelocitiesToTemperature(T * u.kelvin, seed + 2)
+    ctx.setVelocitiesToTemperature(
+        T * u.kelvin, seed + 2 if velocity_seed is None else velocity_seed)
+    return ctx, integ, system, mol, off, charged, ff
+
+
+def openmm_liquid(offxml, smiles, n_molecules, *, equil_ps, prod_ps, gas_ns, seed=0):
+    """{"density": (g/mL, SE), "hvap": (kJ/mol, SE), "ms_per_step": ...} from OpenMM."""
+    import openmm
+    import openmm.unit as u
+    from openff.interchange import Interchange
+    from openff.toolkit import Topology
+
+    from chronograd.gradients.ensemble import mean_std_error
+
+    ctx, integ, system, mol, off, charged, ff = openmm_npt(offxml, smiles, n_molecules, seed)
     integ.step(int(equil_ps / 0.002))
     mass = sum(system.getParticleMass(i).value_in_unit(u.dalton)
                for i in range(system.getNumParticles()))

@@ -30,33 +30,12 @@ T, P, N = 298.15, 1.01325, 256
 
 
 def replica(seed, equil_ps, prod_ps, every=25):
-    import openmm
     import openmm.unit as u
-    from openff.interchange import Interchange
-    from openff.toolkit import ForceField as OFFForceField
-    from openff.toolkit import Molecule as OFFMolecule
-    from openff.toolkit import Topology
-    from openff.units import unit
+    from bench_liquid import openmm_npt
 
-    from chronograd.topology import Molecule
-    from chronograd.topology.boxes import liquid_box
-
-    mol = Molecule.from_smiles("O")
-    off = OFFMolecule.from_rdkit(mol.rdmol, allow_undefined_stereo=True)
-    _, pos, box = liquid_box(mol, N, density_g_ml=1.0, seed=seed)
-    top = Topology.from_molecules([off] * N)
-    top.box_vectors = np.asarray(box) * unit.nanometer
-    system = Interchange.from_smirnoff(OFFForceField("openff-2.2.1.offxml"), top
-                                       ).to_openmm_system()
-    system.addForce(openmm.MonteCarloBarostat(P * u.bar, T * u.kelvin, 25))
-    integ = openmm.LangevinMiddleIntegrator(T * u.kelvin, 1.0 / u.picosecond,
-                                            0.002 * u.picoseconds)
-    integ.setRandomNumberSeed(1000 + seed)
-    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("CPU"))
-    ctx.setPeriodicBoxVectors(*(np.asarray(box) * u.nanometer))
-    ctx.setPositions(np.asarray(pos) * u.nanometer)
-    openmm.LocalEnergyMinimizer.minimize(ctx, 10.0)
-    ctx.setVelocitiesToTemperature(T * u.kelvin, 2000 + seed)
+    ctx, integ, system, *_ = openmm_npt("openff-2.2.1.offxml", "O", N, seed=seed,
+                                        integrator_seed=1000 + seed,
+                                        velocity_seed=2000 + seed)
     integ.step(int(round(equil_ps / 0.002)))
     mass = sum(system.getParticleMass(i).value_in_unit(u.dalton)
                for i in range(system.getNumParticles()))
