@@ -133,25 +133,33 @@ class NonbondedTerm:
             pairs = (explicit[:, 0], explicit[:, 1])
         q, sig, eps = params["charge"], params["sigma"], params["epsilon"]
 
-        r, mask = pair.pair_distances(positions, b, pairs)
         n = self.n_atoms
-        i = jnp.minimum(pairs[0], n - 1)
-        j = jnp.minimum(pairs[1], n - 1)
-        if self.uses_cutoff:
-            mask = mask & (r < self.cutoff)
-        lj = pair.lennard_jones(r, 0.5 * (sig[i] + sig[j]), pair.safe_sqrt(eps[i] * eps[j]))
-        if self.uses_switch:
-            lj = lj * pair.switching_function(r, self.switch_distance, self.cutoff)
-        qq = q[i] * q[j]
-        if self.method == "NoCutoff":
-            coul = pair.coulomb(r, qq)
-        elif self.method in ("CutoffNonPeriodic", "CutoffPeriodic"):
-            k_rf, c_rf = pair.reaction_field_constants(self.cutoff, self.reaction_field_dielectric)
-            coul = pair.coulomb_reaction_field(r, qq, k_rf, c_rf)
-        else:
-            coul = pair.coulomb_ewald_direct(r, qq, self.alpha)
-        e_lj = jnp.sum(jnp.where(mask, lj, 0.0))
-        e_coul = jnp.sum(jnp.where(mask, coul, 0.0))
+
+        def pair_sums(pi, pj):
+            r, mask = pair.pair_distances(positions, b, (pi, pj))
+            i = jnp.minimum(pi, n - 1)
+            j = jnp.minimum(pj, n - 1)
+            if self.uses_cutoff:
+                mask = mask & (r < self.cutoff)
+            lj = pair.lennard_jones(r, 0.5 * (sig[i] + sig[j]), pair.safe_sqrt(eps[i] * eps[j]))
+            if self.uses_switch:
+                lj = lj * pair.switching_function(r, self.switch_distance, self.cutoff)
+            qq = q[i] * q[j]
+            if self.method == "NoCutoff":
+                coul = pair.coulomb(r, qq)
+            elif self.method in ("CutoffNonPeriodic", "CutoffPeriodic"):
+                k_rf, c_rf = pair.reaction_field_constants(self.cutoff,
+                                                           self.reaction_field_dielectric)
+                coul = pair.coulomb_reaction_field(r, qq, k_rf, c_rf)
+            else:
+                coul = pair.coulomb_ewald_direct(r, qq, self.alpha)
+            sums = (jnp.sum(jnp.where(mask, lj, 0.0)), jnp.sum(jnp.where(mask, coul, 0.0)))
+            if self.method == "LJPME":
+                sums = sums + (self._dispersion_direct(r, mask, sig, eps, i, j),)
+            return sums
+
+        sums = pair.sum_over_rows(pair_sums, pairs, positions.shape[0])
+        e_lj, e_coul = sums[0], sums[1]
 
         ex = jnp.asarray(self.exception_atoms)
         if ex.shape[0] > 0:
@@ -180,7 +188,7 @@ class NonbondedTerm:
             )
             e_coul = e_coul + reciprocal(positions, b, q, self.alpha, self.grid)
         if self.method == "LJPME":
-            e_lj = e_lj + self._dispersion_pme(positions, b, sig, eps, r, mask, i, j)
+            e_lj = e_lj + sums[2] + self._dispersion_pme(positions, b, sig, eps)
         elif self.periodic and self.use_dispersion_correction:
             coeff = dispersion_coefficient(
                 sig,
@@ -194,22 +202,27 @@ class NonbondedTerm:
         names = self.term_names()
         return {names[0]: e_lj, names[1]: e_coul}
 
-    def _dispersion_pme(self, positions, box, sig, eps, r, mask, i, j):
-        """LJPME: the geometric-rule C6 / r^6 interaction of all pairs and images by PME,
-        with the direct-space pairs, exceptions and self terms made consistent with it."""
+    def _dispersion_direct(self, r, mask, sig, eps, i, j):
+        """LJPME direct space: pairs inside the cutoff. The reciprocal sum already holds
+        -C6 g(r)/r^6 for them; cancel it there (the Lennard-Jones pair term is the interaction
+        inside the cutoff). Like OpenMM, shift the whole direct-space pair function (LJ +
+        correction) to zero at the cutoff."""
         a = self.lj_alpha
         c6 = 2.0 * sig**3 * pair.safe_sqrt(eps)
-        reciprocal = ewald.dispersion_pme_reciprocal_energy(positions, box, c6, a, self.lj_grid)
-        # Pairs inside the cutoff: the reciprocal sum already holds -C6 g(r)/r^6; cancel it
-        # there (the Lennard-Jones pair term above is the interaction inside the cutoff).
-        # Like OpenMM, shift the whole direct-space pair function (LJ + correction) to zero
-        # at the cutoff.
         rc = self.cutoff
         c6_ij = c6[i] * c6[j]
         shift = pair.lennard_jones(rc, 0.5 * (sig[i] + sig[j]), pair.safe_sqrt(eps[i] * eps[j]))
         shift = shift + c6_ij * pair.dispersion_long_range(jnp.asarray(rc), a) / rc**6
         direct = c6_ij * pair.dispersion_long_range(r, a) / r**6 - shift
-        e = reciprocal + jnp.sum(jnp.where(mask, direct, 0.0))
+        return jnp.sum(jnp.where(mask, direct, 0.0))
+
+    def _dispersion_pme(self, positions, box, sig, eps):
+        """LJPME: the geometric-rule C6 / r^6 interaction of all pairs and images by PME,
+        with the exceptions and self terms made consistent with it (the direct-space pairs
+        are ``_dispersion_direct``)."""
+        a = self.lj_alpha
+        c6 = 2.0 * sig**3 * pair.safe_sqrt(eps)
+        e = ewald.dispersion_pme_reciprocal_energy(positions, box, c6, a, self.lj_grid)
         ex = jnp.asarray(self.exception_atoms)
         if ex.shape[0] > 0:
             xe, valid = gather(positions, ex)
