@@ -46,10 +46,11 @@ def test_neighbor_list_finds_exactly_the_pairs_within_cutoff(box):
     pos = rng.uniform(0, 4.0, size=(n, 3))
     exclusions = np.array([[k, k + 1] for k in range(0, n - 1, 7)])
     cutoff, skin = 0.9, 0.2
-    fns = neighbor_list(n, cutoff, skin=skin, exclusions=exclusions)
-    nbrs = fns.allocate(pos, box)
-    assert not bool(nbrs.did_overflow)
-    assert pair_set(nbrs, n) == brute_pairs(pos, box, cutoff + skin, exclusions)
+    for cells in (True, None):  # the cell grid where the box holds one, and the default choice
+        fns = neighbor_list(n, cutoff, skin=skin, exclusions=exclusions, cells=cells)
+        nbrs = fns.allocate(pos, box)
+        assert not bool(nbrs.did_overflow)
+        assert pair_set(nbrs, n) == brute_pairs(pos, box, cutoff + skin, exclusions)
     # small moves: list kept, still a superset of the pairs within the cutoff
     moved = pos + rng.normal(scale=0.02, size=pos.shape)
     nbrs2 = fns.update(jnp.asarray(moved), nbrs, None if box is None else jnp.asarray(box))
@@ -78,7 +79,7 @@ def test_box_shrinking_below_cell_size_flags_overflow():
     rng = np.random.default_rng(4)
     box = np.diag([3.0, 3.0, 3.0])
     pos = rng.uniform(0, 3.0, size=(300, 3))
-    fns = neighbor_list(300, 0.9, skin=0.1)
+    fns = neighbor_list(300, 0.9, skin=0.1, cells=True)
     nbrs = fns.allocate(pos, box)
     assert nbrs.cell_dims == (6, 6, 6)
     after = fns.update(jnp.asarray(pos * 0.9), nbrs, jnp.asarray(box * 0.9))
@@ -104,3 +105,20 @@ def test_neighbor_list_energy_equals_all_pairs(method):
         float(jax.jit(system.energy_fn())(moved, b, system.params)),
         rtol=1e-12,
     )
+
+
+def test_exclusions_by_table_and_by_sorted_keys_give_the_same_list():
+    """Few exclusions per atom are looked up in a per-atom table; an atom with more than
+    MAX_EXCLUSION_TABLE switches the list to sorted keys. Both remove exactly the excluded
+    pairs."""
+    from chronograd.space.neighbor_list import MAX_EXCLUSION_TABLE
+
+    rng = np.random.default_rng(5)
+    n, box = 700, np.diag([3.0, 3.0, 3.0])
+    pos = rng.uniform(0, 3.0, size=(n, 3))
+    few = np.array([[k, k + 1] for k in range(0, n - 1, 3)])
+    hub = np.array([[0, k] for k in range(1, MAX_EXCLUSION_TABLE + 10)])
+    for exclusions in (few, np.concatenate([few, hub])):
+        fns = neighbor_list(n, 0.9, skin=0.1, exclusions=exclusions)
+        nbrs = fns.allocate(pos, box)
+        assert pair_set(nbrs, n) == brute_pairs(pos, box, 1.0, exclusions)

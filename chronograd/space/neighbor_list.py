@@ -14,8 +14,11 @@ changed), and sets ``did_overflow`` when a capacity is exceeded. The host then c
 ``allocate`` again (``regrow``) and re-runs the chunk, keeping the last good state.
 
 Candidate atoms come from the 125 surrounding cells of a grid over the box whose cells are at
-least ``(cutoff + skin) / 2`` wide. Boxes with fewer than five cells along an axis, and
-non-periodic systems, use all atoms as candidates (processed in chunks to bound memory).
+least ``(cutoff + skin) / 2`` wide. Boxes with fewer than five cells along an axis,
+non-periodic systems, and boxes where 125 cells hold more candidates than half the atoms (a
+water box up to ~3.5 nm) search all atoms instead, each pair once (``_owned_candidates``),
+processed in chunks to bound memory. Candidates are compacted into rows by prefix counts
+(``_prefix_counts``) and exclusions are removed from the compacted rows.
 """
 
 from __future__ import annotations
@@ -94,9 +97,44 @@ def exclusion_keys(exclusions, n_atoms: int) -> np.ndarray:
     return np.unique(lo * n_atoms + hi)
 
 
-def _is_excluded(i, j, keys, n_atoms):
-    if keys.shape[0] == 0:
+MAX_EXCLUSION_TABLE = 32  # per-atom exclusion tables up to this width; sorted keys beyond
+
+
+class _Exclusions(NamedTuple):
+    """Excluded pairs as a per-atom table [N, E] padded with N (compared elementwise: cheap
+    for the few exclusions of typical molecules) or, when some atom has more than
+    ``MAX_EXCLUSION_TABLE``, as sorted pair keys (a binary search per entry)."""
+
+    table: jax.Array | None
+    keys: jax.Array | None
+
+
+def _exclusions(exclusions, n_atoms: int) -> _Exclusions:
+    keys = exclusion_keys([] if exclusions is None else exclusions, n_atoms)
+    if keys.size == 0:
+        return _Exclusions(None, None)
+    lo, hi = keys // n_atoms, keys % n_atoms
+    atoms = np.concatenate([lo, hi])
+    partners = np.concatenate([hi, lo])
+    counts = np.bincount(atoms, minlength=n_atoms)
+    width = int(counts.max())
+    if width > MAX_EXCLUSION_TABLE:
+        return _Exclusions(None, jnp.asarray(keys))
+    order = np.argsort(atoms, kind="stable")
+    atoms, partners = atoms[order], partners[order]
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    table = np.full((n_atoms, width), n_atoms, np.int32)
+    table[atoms, np.arange(atoms.size) - start[atoms]] = partners
+    return _Exclusions(jnp.asarray(table), None)
+
+
+def _is_excluded(i, j, excl: _Exclusions, n_atoms):
+    """Whether pairs (i [C, 1], j [C, M]) are excluded."""
+    if excl.table is not None:
+        return jnp.any(excl.table[i[:, 0]][:, None, :] == j[:, :, None], axis=-1)
+    if excl.keys is None:
         return jnp.zeros(jnp.broadcast_shapes(i.shape, j.shape), dtype=bool)
+    keys = excl.keys
     key = jnp.minimum(i, j).astype(jnp.int64) * n_atoms + jnp.maximum(i, j)
     pos = jnp.clip(jnp.searchsorted(keys, key), 0, keys.shape[0] - 1)
     return keys[pos] == key
@@ -105,6 +143,39 @@ def _is_excluded(i, j, keys, n_atoms):
 def _owns_pair(i, j):
     """True for exactly one of (i, j) and (j, i) when i != j, balanced over rows."""
     return (i != j) & ((i < j) == ((i + j) % 2 == 0))
+
+
+def _owned_candidates(atom_ids, n: int):
+    """[C, n // 2 + 1] candidate partners of each atom under the ``_owns_pair`` rule, padded
+    with n: the atoms below i of the other parity (i - 1, i - 3, ...) and the atoms above i of
+    the same parity (i + 2, i + 4, ...), so an all-atom search examines each pair once."""
+    i = atom_ids[:, None]
+    k = jnp.arange(n // 2 + 1)[None, :]
+    below = (i + 1) // 2
+    above = (n - 1 - i) // 2
+    j = jnp.where(k < below, i - 1 - 2 * k, i + 2 + 2 * (k - below))
+    return jnp.where(k < below + above, j, n)
+
+
+_PREFIX_BLOCK = 64
+
+
+def _prefix_counts(valid):
+    """(row totals [C], slots [C, K]: the number of True entries before each) of a boolean
+    [C, K] array.
+
+    Prefix sums within blocks of 64 are one small matrix product (exact: counts stay far below
+    2^24), block offsets a cumsum over K/64 columns; XLA's CPU cumsum over the full rows costs
+    several times more, and a rebuild is dominated by it otherwise."""
+    c, k = valid.shape
+    b = _PREFIX_BLOCK
+    kp = -(-k // b) * b
+    v = jnp.pad(valid, ((0, 0), (0, kp - k))).astype(jnp.float32).reshape(c, kp // b, b)
+    within = v @ jnp.triu(jnp.ones((b, b), jnp.float32))  # inclusive, per block
+    totals = within[:, :, -1]
+    offsets = jnp.cumsum(totals, axis=1) - totals
+    inclusive = (within + offsets[:, :, None]).reshape(c, kp)[:, :k]
+    return inclusive[:, -1].astype(jnp.int32), inclusive.astype(jnp.int32) - 1
 
 
 # Cells are half the list cutoff wide and searched two cells to each side: 125 cells covering
@@ -124,7 +195,8 @@ def neighbor_list(
     skin: float = 0.1,
     exclusions=None,
     capacity_multiplier: float = 1.25,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
+    cells: bool | None = None,
 ) -> NeighborListFns:
     """Make a neighbor list for ``n_atoms`` atoms.
 
@@ -136,12 +208,14 @@ def neighbor_list(
             elsewhere, e.g. as exceptions).
         capacity_multiplier: head room over the counts seen at allocation.
         chunk_size: atoms processed at once while building (bounds peak memory).
+        cells: True to search a cell grid whenever the box holds 5 cells per axis, False to
+            search all atoms, None (default) to choose whichever examines fewer candidates.
 
     Returns:
         NeighborListFns(allocate, update).
     """
     list_cutoff = float(cutoff) + float(skin)
-    keys = jnp.asarray(exclusion_keys([] if exclusions is None else exclusions, n_atoms))
+    keys = _exclusions(exclusions, n_atoms)
     n = int(n_atoms)
 
     def _cell_dims(box) -> tuple[int, int, int] | None:
@@ -152,6 +226,13 @@ def neighbor_list(
         widths = np.asarray(perpendicular_widths(np.asarray(box)))
         dims = tuple(int(w // (list_cutoff / _REACH)) for w in widths)
         return dims if min(dims) >= 2 * _REACH + 1 else None
+
+    def _cells_pay(cell_capacity: int) -> bool:
+        """Cells search 125 cells of ``cell_capacity`` slots per atom; all atoms, owned pairs
+        only, are n / 2 candidates: a small box is searched faster without cells."""
+        if cells is not None:
+            return bool(cells)
+        return len(_OFFSETS) * cell_capacity < n // 2 + 1
 
     def _cell_table(positions, box, dims, capacity):
         s = positions @ jnp.linalg.inv(box)
@@ -172,7 +253,7 @@ def neighbor_list(
 
     def _candidates(atom_ids, cells, table, dims):
         if dims is None:
-            return jnp.broadcast_to(jnp.arange(n), (atom_ids.shape[0], n))
+            return _owned_candidates(atom_ids, n)
         d = jnp.asarray(dims)
         nb = (cells[atom_ids][:, None, :] + jnp.asarray(_OFFSETS)[None]) % d
         nid = (nb[..., 0] * dims[1] + nb[..., 1]) * dims[2] + nb[..., 2]
@@ -193,18 +274,14 @@ def neighbor_list(
             xj = positions[jnp.minimum(cand, n - 1)]
             dr = minimum_image(positions[ids][:, None, :] - xj, box)
             r2 = jnp.sum(dr * dr, axis=-1)
-            valid = (
-                (cand < n)
-                & _owns_pair(ids[:, None], cand)
-                & (atom_ids[:, None] < n)
-                & (r2 < list_cutoff**2)
-            )
-            count = jnp.sum(valid, axis=1)
-            slot = jnp.cumsum(valid, axis=1) - 1
+            valid = (cand < n) & (atom_ids[:, None] < n) & (r2 < list_cutoff**2)
+            if dims is not None:  # all-atom candidates are owned by construction
+                valid = valid & _owns_pair(ids[:, None], cand)
+            count, slot = _prefix_counts(valid)
             slot = jnp.where(valid & (slot < max_neighbors), slot, max_neighbors)
-            rows = jnp.full((atom_ids.shape[0], max_neighbors + 1), n, dtype=jnp.int32)
-            rows = jax.vmap(lambda r, s, c: r.at[s].set(c))(rows, slot, cand.astype(jnp.int32))
-            rows = rows[:, :max_neighbors]
+            rows = jnp.full((atom_ids.shape[0], max_neighbors), n, dtype=jnp.int32)
+            rows = jax.vmap(lambda r, s, c: r.at[s].set(c, mode="drop"))(
+                rows, slot, cand.astype(jnp.int32))
             # Exclusions are looked up only for the compacted rows (a binary search each), not
             # for every candidate; excluded entries become padding.
             rows = jnp.where(_is_excluded(ids[:, None], rows, keys, n) & (rows < n), n, rows)
@@ -227,6 +304,8 @@ def neighbor_list(
             if dims is not None:
                 _, _, max_cell = cell_table_jit(positions, box, dims, 1)
                 cell_capacity = int(math.ceil(int(max_cell) * capacity_multiplier)) + 1
+                if not _cells_pay(cell_capacity):
+                    dims, cell_capacity = None, 0
         if max_neighbors is None:
             # Count with a generous width, then size the list from the real maximum.
             _, max_count, _ = build_jit(positions, box, dims, cell_capacity, 1)
@@ -293,6 +372,8 @@ def neighbor_list(
         if dims is not None:
             cell_volume = float(np.prod(np.asarray(perpendicular_widths(box)) / np.asarray(dims)))
             cell_capacity = min(n, int(math.ceil(cell_volume * density * 1.5)) + 8)
+            if not _cells_pay(cell_capacity):
+                dims, cell_capacity = None, 0
         return NeighborList(jnp.full((n, int(max_neighbors)), n, jnp.int32),
                             jnp.zeros((n, 3)), jnp.zeros((3, 3)), jnp.asarray(False), dims,
                             cell_capacity)
