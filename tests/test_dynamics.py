@@ -13,6 +13,7 @@ from chronograd.dynamics import BOLTZMANN, brownian, langevin, nose_hoover, velo
 from chronograd.dynamics.constraints import (
     build_constraints,
     constraint_error,
+    iterative,
     rattle_velocities,
     shake,
 )
@@ -127,6 +128,41 @@ def test_constraints_hold_to_machine_precision():
     s = simulate(integ, integ.init(mol.positions, key=jax.random.key(0), temperature=300.0),
                  200)
     assert float(constraint_error(s.positions, con)) < 1e-10
+
+
+def test_settle_is_shake_in_closed_form(small_water_box, caplog):
+    """Rigid waters take SETTLE: the same positions as M-SHAKE's Newton iterations, and the
+    same first derivatives (reverse and forward mode), to machine precision. A rigid triangle
+    with unequal masses keeps M-SHAKE and says why."""
+    system, x, box = small_water_box
+    masses = np.asarray(system.masses)
+    con = build_constraints(system.constraints, system.constraint_distances, masses)
+    assert con.settle is not None and len(con.settle.atoms) == len(masses) // 3
+    assert con.shake_clusters.size == 0
+    b = jnp.asarray(box)
+    x0 = jnp.asarray(x)
+    rng = np.random.default_rng(1)
+    x1 = x0 + 0.003 * rng.normal(size=x0.shape)
+    fast, newton = jax.jit(shake)(x1, x0, con, b), jax.jit(shake)(x1, x0, iterative(con), b)
+    assert float(jnp.max(jnp.abs(fast - newton))) < 1e-13
+    assert float(constraint_error(fast, con, b)) < 1e-13
+    w = jnp.asarray(rng.normal(size=x0.shape))
+
+    def along(c):
+        return lambda y: jnp.sum(w * shake(y, x0, c, b))
+
+    np.testing.assert_allclose(jax.grad(along(con))(x1), jax.grad(along(iterative(con)))(x1),
+                               atol=1e-12)
+    t_fast = jax.jvp(lambda y: shake(y, x0, con, b), (x1,), (w,))[1]
+    t_newton = jax.jvp(lambda y: shake(y, x0, iterative(con), b), (x1,), (w,))[1]
+    np.testing.assert_allclose(t_fast, t_newton, atol=1e-12)
+    heavy = masses.copy()
+    heavy[2] = 2.014  # one deuterium: SETTLE's equal-mass frame does not apply
+    with caplog.at_level("INFO", logger="chronograd.dynamics"):
+        mixed = build_constraints(system.constraints, system.constraint_distances, heavy)
+    assert mixed.shake_clusters.size == 1 and "masses of atoms 1 and 2 differ" in caplog.text
+    moved = jax.jit(shake)(x1, x0, mixed, b)
+    assert float(constraint_error(moved, mixed, b)) < 1e-12
 
 
 def test_restart_from_checkpoint_is_bit_identical(small_water_box, tmp_path):

@@ -22,7 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chronograd.dynamics.constraints import build_constraints, rattle_velocities, shake
+from chronograd.dynamics.constraints import (
+    build_constraints,
+    iterative,
+    rattle_velocities,
+    shake,
+)
 from chronograd.dynamics.state import (
     MDState,
     degrees_of_freedom,
@@ -87,7 +92,7 @@ def _integrator(system, timestep, name, extra_init, make, *, remove_com, neighbo
         x = jnp.asarray(x)
         box = None if box is None else jnp.asarray(box)
         if con is not None:
-            x = jax.jit(shake)(x, x, con, box)
+            x = jax.jit(shake)(x, x, iterative(con), box)
         key, vkey = jax.random.split(key)
         if velocities is not None:
             v = jnp.asarray(velocities, x.dtype)

@@ -54,9 +54,10 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     masses = np.asarray(system.masses, np.float64)
     n_dof = int(np.sum(masses > 0)) * system.dim  # coordinates of the real particles
     # Minimization has no dynamics: constraints are projected with unit masses (the gradient
-    # projection), not the mass-weighted RATTLE metric.
+    # projection), not the mass-weighted RATTLE metric; by Newton iterations (a minimizer's
+    # steps can be larger than SETTLE's closed form allows).
     con = build_constraints(system.constraints, system.constraint_distances,
-                            np.where(masses > 0, 1.0, 0.0))
+                            np.where(masses > 0, 1.0, 0.0), settle=False)
     use_nl = choose_neighbor_list(system, neighbor_list)
     nl_fns = system.neighbor_list() if use_nl else None
     programs = _programs(system, method, float(tolerance), int(max_iterations), use_nl, con,
