@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_smirnoff.py
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_dynamics.py
+	$(PY) benchmarks/bench_md_speed.py
 	$(PY) benchmarks/bench_gradients.py
 	$(PY) benchmarks/bench_fit.py
 	$(PY) benchmarks/bench_fit_heldout.py

@@ -2,6 +2,7 @@
 one-line errors."""
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -14,7 +15,9 @@ BASE = ["--ff", "openff-2.2.1.offxml", "--smiles", "OCCO", "--timestep", "1fs",
 
 
 def run(*args, cwd):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    env = {**os.environ, "CHRONOGRAD_CACHE_DIR": str(cwd / "xla-cache")}
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env=env)
 
 
 def rows(path):
@@ -37,6 +40,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     traj = mdtraj.load(str(tmp_path / "part.xtc"), top=str(tmp_path / "full.pdb"))
     ref = mdtraj.load(str(tmp_path / "full.xtc"), top=str(tmp_path / "full.pdb"))
     assert traj.n_frames == 4 and (traj.xyz == ref.xyz).all()
+    # the runs kept their compiled programs in the persistent cache named by the environment
+    assert any((tmp_path / "xla-cache").iterdir())
 
 
 @pytest.mark.parametrize("args, expect", [
@@ -44,6 +49,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     (["--pressure", "1bar"], "--pressure needs a periodic box"),
     (["--report-every", "30"], "must be a multiple of --report-every"),
     (["--integrator", "leapfrog"], "unknown integrator 'leapfrog'"),
+    (["--precision", "half"], "--precision must be 'double' or 'mixed'"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, expect):
     res = run(*BASE, "--steps", 100, "-o", "x.dcd", *args, cwd=tmp_path)

@@ -33,7 +33,7 @@ def parse_quantity(text: str, kind: str, default_unit: str) -> float:
 
 def check_options(*, timestep, temperature, pressure, friction, steps, report_every,
                   integrator, output, state_data, checkpoint, resume, seed, solvate, liquid,
-                  density) -> dict:
+                  density, precision="double") -> dict:
     """Every option of ``chronograd simulate`` checked (values, units, physical sense, output
     folders) before anything is built or written; returns the run options in internal units.
     """
@@ -54,6 +54,8 @@ def check_options(*, timestep, temperature, pressure, friction, steps, report_ev
         raise InputError("--integrator brownian needs --friction > 0")
     if integrator not in INTEGRATORS:
         raise InputError(f"unknown integrator {integrator!r}; use {', '.join(INTEGRATORS)}")
+    if precision not in ("double", "mixed"):
+        raise InputError(f"--precision must be 'double' or 'mixed', got {precision!r}")
     if steps < 1:
         raise InputError(f"--steps must be at least 1, got {steps}")
     if report_every < 1 or steps % report_every:
@@ -79,7 +81,7 @@ def check_options(*, timestep, temperature, pressure, friction, steps, report_ev
     return {"steps": steps, "timestep": dt, "temperature": temp, "pressure": press,
             "friction": friction, "integrator": integrator, "output": output,
             "report_every": report_every, "state_data": state_data, "checkpoint": checkpoint,
-            "resume": resume, "seed": seed}
+            "resume": resume, "seed": seed, "precision": precision}
 
 
 def load_system(system_json: Path, positions: Path):
@@ -154,7 +156,7 @@ def write_topology_pdb(path: Path, molecules, positions, box, n_particles: int) 
 
 def run_simulation(*, system, positions, box, molecules, steps, timestep, temperature,
                    pressure, friction, integrator, minimize_first, output, report_every,
-                   checkpoint, resume, seed, state_data, echo):
+                   checkpoint, resume, seed, state_data, echo, precision="double"):
     """Build the integrator, check the inputs against the system, then (only then) write the
     starting PDB and run. On a blow-up the last good state is written next to the trajectory
     and the error names it."""
@@ -176,11 +178,12 @@ def run_simulation(*, system, positions, box, molecules, steps, timestep, temper
 
     makers = {
         "langevin": lambda: langevin(system, timestep=timestep, temperature=temperature,
-                                     friction=friction),
-        "verlet": lambda: velocity_verlet(system, timestep=timestep),
-        "nose-hoover": lambda: nose_hoover(system, timestep=timestep, temperature=temperature),
+                                     friction=friction, precision=precision),
+        "verlet": lambda: velocity_verlet(system, timestep=timestep, precision=precision),
+        "nose-hoover": lambda: nose_hoover(system, timestep=timestep, temperature=temperature,
+                                           precision=precision),
         "brownian": lambda: brownian(system, timestep=timestep, temperature=temperature,
-                                     friction=friction),
+                                     friction=friction, precision=precision),
     }
     if pressure is not None and box is None:
         raise InputError("--pressure needs a periodic box (use --solvate or --liquid)")
