@@ -12,7 +12,7 @@ with ``chronograd.to_openmm`` so both engines see identical parameters.
 3. Energy + forces per evaluation, and per atom, from ~2.7k to ~27k atoms, in float64 and
    mixed precision, with the mixed path's energy and force error against float64.
 
-Run: `python benchmarks/bench_md_speed.py` (about 10 minutes on 2 cores).
+Run: `python benchmarks/bench_md_speed.py` (about 12 minutes on 2 cores).
 """
 
 from __future__ import annotations
