@@ -182,8 +182,10 @@ def _apply(multipliers_per_constraint, r_old, con: Constraints, n_atoms):
     return out * jnp.asarray(con.inv_mass, f.dtype)[:, None]
 
 
-def _scatter(per_cluster, con: Constraints):
-    flat = jnp.zeros(con.n + 1, per_cluster.dtype).at[con.clusters.ravel()].add(
+def _scatter(per_cluster, con: Constraints, clusters=None):
+    """Per-constraint values from per-cluster slots (``clusters``: default all of them)."""
+    clusters = con.clusters if clusters is None else clusters
+    flat = jnp.zeros(con.n + 1, per_cluster.dtype).at[clusters.ravel()].add(
         per_cluster.ravel())
     return flat[: con.n]
 
@@ -218,8 +220,7 @@ def shake(x_new, x_old, con: Constraints, box=None, *, iterations: int = 12):
 
     lam0 = jnp.zeros(clusters.shape, x_new.dtype)
     lam, _ = jax.lax.scan(newton, lam0, None, length=iterations)
-    flat = jnp.zeros(con.n + 1, lam.dtype).at[clusters.ravel()].add(lam.ravel())[: con.n]
-    return x + _apply(flat, r_old, con, x_new.shape[0])
+    return x + _apply(_scatter(lam, con, clusters), r_old, con, x_new.shape[0])
 
 
 def iterative(con: Constraints) -> Constraints:
