@@ -6,8 +6,12 @@ the pair indices they pass in (see ``nonbonded_pair_energy``).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.custom_derivatives import SymbolicZero
 from jax.scipy.special import erf, erfc
 
 from chronograd.space.periodic import minimum_image
@@ -120,3 +124,144 @@ def sum_over_rows(pair_sums, pairs, n_atoms: int, *, block: int = ROW_BLOCK):
         return jax.tree_util.tree_map(jnp.add, total, one(ij)), None
 
     return jax.lax.scan(body, zero, (i_b, j_b))[0]
+
+
+def pair_sum(kernel, positions, box, pairs, atom_params, shared=None, *, cutoff=None,
+             safe_r: float = 1.0, block: int = ROW_BLOCK):
+    """Sums over pairs of ``kernel(r, a_i, a_j, shared) -> tuple of per-pair values``.
+
+    ``pairs``: (i, j) index arrays, explicit ([P], [P]) or neighbor-list rows ([N, 1], [N, M]),
+    padded with the index N; ``atom_params``: a pytree of per-atom arrays ([N, ...]), gathered
+    at i and j into ``a_i``, ``a_j``; ``shared``: a pytree passed to every call as is (tables,
+    global parameters). Pairs at or beyond ``cutoff`` and padding count zero (the kernel sees
+    ``safe_r`` for them). ``kernel`` must be elementwise in r (its jvp in r is dU/dr per pair)
+    and a static Python callable.
+
+    Values are the plain sum (``sum_over_rows``). Derivatives (``jax.custom_jvp``):
+    - with respect to positions alone, the pair forces come from one blocked pass: dU/dr of
+      every pair by forward mode on the kernel, projected on the pair vector and summed into
+      [N, d] gradients (rows for i, a scatter for j) — no stored [N, M] intermediates and no
+      recomputation, about twice as fast as reverse mode through the sum on CPU;
+    - with respect to the box, ``atom_params`` or ``shared`` (with or without positions), by
+      JAX through the plain sum.
+    The rule's outputs are plain JAX functions of the primals, so derivatives of every order
+    (Hessians, mixed partials, forward mode through dynamics) stay exact.
+    """
+    return _pair_sum(kernel, cutoff, safe_r, block, positions, box, pairs, atom_params, shared)
+
+
+def _pair_values(kernel, cutoff, safe_r, positions, box, pi, pj, atom_params, shared):
+    """(per-pair values tuple, mask, r, dr) of index arrays ``pi``, ``pj``."""
+    n = positions.shape[0]
+    i, j = jnp.minimum(pi, n - 1), jnp.minimum(pj, n - 1)
+    dr = minimum_image(positions[i] - positions[j], box)
+    r2 = jnp.sum(dr * dr, axis=-1)
+    mask = (pi < n) & (pj < n)
+    if cutoff is not None:
+        mask = mask & (r2 < cutoff * cutoff)
+    r = jnp.sqrt(jnp.where(mask, r2, safe_r * safe_r))
+    a_i = jax.tree_util.tree_map(lambda v: v[i], atom_params)
+    a_j = jax.tree_util.tree_map(lambda v: v[j], atom_params)
+    return (lambda rr: tuple(kernel(rr, a_i, a_j, shared))), mask, r, dr
+
+
+def _plain_pair_sum(kernel, cutoff, safe_r, block, positions, box, pairs, atom_params, shared):
+    def sums(pi, pj):
+        values, mask, r, _ = _pair_values(kernel, cutoff, safe_r, positions, box, pi, pj,
+                                          atom_params, shared)
+        return tuple(jnp.sum(jnp.where(mask, u, 0.0)) for u in values(r))
+
+    return sum_over_rows(sums, pairs, positions.shape[0], block=block)
+
+
+def _pair_sum_and_gradients(kernel, cutoff, safe_r, block, positions, box, pairs, atom_params,
+                            shared):
+    """(values, gradients [K, N, 3]) in one pass: dU_k/dx for each of the K kernel outputs."""
+    n = positions.shape[0]
+    i, j = pairs
+    rows = j.ndim == 2 and i.ndim == 2
+
+    def one(pi, pj):
+        values, mask, r, dr = _pair_values(kernel, cutoff, safe_r, positions, box, pi, pj,
+                                           atom_params, shared)
+        u, du = jax.jvp(values, (r,), (jnp.ones_like(r),))
+        u = jnp.stack([jnp.where(mask, v, 0.0) for v in u], -1)  # [..., K]
+        du = jnp.stack([jnp.where(mask, d, 0.0) for d in du], -1)
+        fp = (du / r[..., None])[..., None] * dr[..., None, :]  # dU_k/dx_i per pair [..., K, 3]
+        return u, fp
+
+    if not rows or j.shape[0] <= block:
+        u, fp = one(i, j)
+        k = u.shape[-1]
+        g = jnp.zeros((n, k, positions.shape[-1]), fp.dtype)
+        if rows:
+            g = g.at[i[:, 0]].add(jnp.sum(fp, 1), mode="drop")
+        else:
+            g = g.at[jnp.broadcast_to(i, j.shape)].add(fp, mode="drop")
+        g = g.at[j].add(-fp, mode="drop")
+        return tuple(jnp.sum(u.reshape(-1, k), 0)), jnp.moveaxis(g, 1, 0)
+
+    n_rows = j.shape[0]
+    n_blocks = -(-n_rows // block)
+    pad = n_blocks * block - n_rows
+    j_b = jnp.concatenate([j, jnp.full((pad, j.shape[1]), n, j.dtype)]).reshape(
+        n_blocks, block, j.shape[1])
+    i_b = jnp.concatenate([jnp.broadcast_to(i, (n_rows, 1)),
+                           jnp.full((pad, 1), n, i.dtype)]).reshape(n_blocks, block, 1)
+    u_shape, fp_shape = jax.eval_shape(one, i_b[0], j_b[0])
+    k = u_shape.shape[-1]
+
+    def body(carry, ij):
+        total, g = carry
+        u, fp = one(*ij)
+        g = g.at[ij[0][:, 0]].add(jnp.sum(fp, 1), mode="drop")
+        g = g.at[ij[1]].add(-fp, mode="drop")
+        return (total + jnp.sum(u, (0, 1)), g), None
+
+    zero = (jnp.zeros((k,), u_shape.dtype),
+            jnp.zeros((n, k, positions.shape[-1]), fp_shape.dtype))
+    (total, g), _ = jax.lax.scan(body, zero, (i_b, j_b))
+    return tuple(total[m] for m in range(k)), jnp.moveaxis(g, 1, 0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
+def _pair_sum(kernel, cutoff, safe_r, block, positions, box, pairs, atom_params, shared):
+    return _plain_pair_sum(kernel, cutoff, safe_r, block, positions, box, pairs, atom_params,
+                           shared)
+
+
+def _is_zero(tree) -> bool:
+    return all(isinstance(t, SymbolicZero) for t in jax.tree_util.tree_leaves(
+        tree, is_leaf=lambda t: isinstance(t, SymbolicZero)))
+
+
+def _instantiate(tangents, primals):
+    """Zeros for symbolic-zero tangents (float0 for integer primals, as ``jax.jvp`` needs)."""
+    def one(t, p):
+        if not isinstance(t, SymbolicZero):
+            return t
+        if jnp.issubdtype(jnp.result_type(p), jnp.inexact):
+            return jnp.zeros(jnp.shape(p), jnp.result_type(p))
+        return np.zeros(jnp.shape(p), jax.dtypes.float0)
+
+    return jax.tree_util.tree_map(one, tangents, primals,
+                                  is_leaf=lambda t: isinstance(t, SymbolicZero))
+
+
+@functools.partial(_pair_sum.defjvp, symbolic_zeros=True)
+def _pair_sum_jvp(kernel, cutoff, safe_r, block, primals, tangents):
+    positions, box, pairs, atom_params, shared = primals
+    d_pos, d_box, _, d_atom, d_shared = tangents
+    if _is_zero((d_box, d_atom, d_shared)):  # forces (and their derivatives): one pass
+        values, grads = _pair_sum_and_gradients(kernel, cutoff, safe_r, block, positions, box,
+                                                pairs, atom_params, shared)
+        if isinstance(d_pos, SymbolicZero):
+            return values, tuple(jnp.zeros_like(v) for v in values)
+        return values, tuple(jnp.sum(g * d_pos).astype(v.dtype)
+                             for g, v in zip(grads, values, strict=True))
+
+    def plain(x, b, a, s):
+        return _plain_pair_sum(kernel, cutoff, safe_r, block, x, b, pairs, a, s)
+
+    diff = (positions, box, atom_params, shared)
+    return jax.jvp(plain, diff, _instantiate((d_pos, d_box, d_atom, d_shared), diff))

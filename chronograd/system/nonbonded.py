@@ -134,31 +134,9 @@ class NonbondedTerm:
         q, sig, eps = params["charge"], params["sigma"], params["epsilon"]
 
         n = self.n_atoms
-
-        def pair_sums(pi, pj):
-            r, mask = pair.pair_distances(positions, b, (pi, pj))
-            i = jnp.minimum(pi, n - 1)
-            j = jnp.minimum(pj, n - 1)
-            if self.uses_cutoff:
-                mask = mask & (r < self.cutoff)
-            lj = pair.lennard_jones(r, 0.5 * (sig[i] + sig[j]), pair.safe_sqrt(eps[i] * eps[j]))
-            if self.uses_switch:
-                lj = lj * pair.switching_function(r, self.switch_distance, self.cutoff)
-            qq = q[i] * q[j]
-            if self.method == "NoCutoff":
-                coul = pair.coulomb(r, qq)
-            elif self.method in ("CutoffNonPeriodic", "CutoffPeriodic"):
-                k_rf, c_rf = pair.reaction_field_constants(self.cutoff,
-                                                           self.reaction_field_dielectric)
-                coul = pair.coulomb_reaction_field(r, qq, k_rf, c_rf)
-            else:
-                coul = pair.coulomb_ewald_direct(r, qq, self.alpha)
-            sums = (jnp.sum(jnp.where(mask, lj, 0.0)), jnp.sum(jnp.where(mask, coul, 0.0)))
-            if self.method == "LJPME":
-                sums = sums + (self._dispersion_direct(r, mask, sig, eps, i, j),)
-            return sums
-
-        sums = pair.sum_over_rows(pair_sums, pairs, positions.shape[0])
+        atom = {"charge": q, "sigma": sig, "epsilon": eps}
+        sums = pair.pair_sum(self._pair_kernel, positions, b, pairs, atom,
+                             cutoff=self.cutoff if self.uses_cutoff else None)
         e_lj, e_coul = sums[0], sums[1]
 
         ex = jnp.asarray(self.exception_atoms)
@@ -202,19 +180,38 @@ class NonbondedTerm:
         names = self.term_names()
         return {names[0]: e_lj, names[1]: e_coul}
 
-    def _dispersion_direct(self, r, mask, sig, eps, i, j):
+    def _pair_kernel(self, r, a_i, a_j, _shared):
+        """(LJ, Coulomb[, LJPME direct dispersion]) of pairs at distance r inside the cutoff."""
+        sig = 0.5 * (a_i["sigma"] + a_j["sigma"])
+        eps = pair.safe_sqrt(a_i["epsilon"] * a_j["epsilon"])
+        lj = pair.lennard_jones(r, sig, eps)
+        if self.uses_switch:
+            lj = lj * pair.switching_function(r, self.switch_distance, self.cutoff)
+        qq = a_i["charge"] * a_j["charge"]
+        if self.method == "NoCutoff":
+            coul = pair.coulomb(r, qq)
+        elif self.method in ("CutoffNonPeriodic", "CutoffPeriodic"):
+            k_rf, c_rf = pair.reaction_field_constants(self.cutoff,
+                                                       self.reaction_field_dielectric)
+            coul = pair.coulomb_reaction_field(r, qq, k_rf, c_rf)
+        else:
+            coul = pair.coulomb_ewald_direct(r, qq, self.alpha)
+        if self.method != "LJPME":
+            return lj, coul
+        return lj, coul, self._dispersion_direct(r, sig, eps, a_i, a_j)
+
+    def _dispersion_direct(self, r, sig, eps, a_i, a_j):
         """LJPME direct space: pairs inside the cutoff. The reciprocal sum already holds
         -C6 g(r)/r^6 for them; cancel it there (the Lennard-Jones pair term is the interaction
         inside the cutoff). Like OpenMM, shift the whole direct-space pair function (LJ +
         correction) to zero at the cutoff."""
         a = self.lj_alpha
-        c6 = 2.0 * sig**3 * pair.safe_sqrt(eps)
         rc = self.cutoff
-        c6_ij = c6[i] * c6[j]
-        shift = pair.lennard_jones(rc, 0.5 * (sig[i] + sig[j]), pair.safe_sqrt(eps[i] * eps[j]))
+        c6_ij = (2.0 * a_i["sigma"]**3 * pair.safe_sqrt(a_i["epsilon"])
+                 * 2.0 * a_j["sigma"]**3 * pair.safe_sqrt(a_j["epsilon"]))
+        shift = pair.lennard_jones(rc, sig, eps)
         shift = shift + c6_ij * pair.dispersion_long_range(jnp.asarray(rc), a) / rc**6
-        direct = c6_ij * pair.dispersion_long_range(r, a) / r**6 - shift
-        return jnp.sum(jnp.where(mask, direct, 0.0))
+        return c6_ij * pair.dispersion_long_range(r, a) / r**6 - shift
 
     def _dispersion_pme(self, positions, box, sig, eps):
         """LJPME: the geometric-rule C6 / r^6 interaction of all pairs and images by PME,

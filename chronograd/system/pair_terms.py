@@ -26,7 +26,7 @@ import numpy as np
 
 from chronograd.errors import InputError
 from chronograd.potentials.kernels import PAIR_KERNELS, PairKernel
-from chronograd.potentials.pair import pair_distances, safe_sqrt
+from chronograd.potentials.pair import pair_sum, safe_sqrt
 from chronograd.space.neighbor_list import in_trace_pairs, unskinned_list_fns
 from chronograd.space.positions import COINCIDENT_NM
 from chronograd.system.pairs import MAX_EXPLICIT_PAIR_PARTICLES
@@ -121,6 +121,17 @@ class PairPotentialTerm:
                 out[name] = (0.5 * (v + v.T))[si, sj]  # symmetric table, symmetric gradient
         return out
 
+    def _pair_kernel(self, r, a_i, a_j, params):
+        """(U,) of pairs at distance r inside the cutoff; pairs with a species of -1 count 0."""
+        si, sj = a_i["species"], a_j["species"]
+        valid = (si >= 0) & (sj >= 0)
+        pp = self.pair_params(params, jnp.maximum(si, 0), jnp.maximum(sj, 0))
+        safe_r = self.cutoff if self.cutoff is not None else 1.0
+        e = self.kernel.fn(jnp.where(valid, r, safe_r), **pp)
+        if self.shift and self.cutoff is not None:
+            e = e - self.kernel.fn(jnp.full_like(r, self.cutoff), **pp)
+        return (jnp.where(valid, e, 0.0),)
+
     def _pairs(self, positions, box, pairs=None):
         if pairs is not None and self.neighbors is not None:  # the system's skinned list
             return pairs, jnp.asarray(False)
@@ -133,21 +144,11 @@ class PairPotentialTerm:
     def energy_terms(self, positions, box, params, pairs=None):
         box = box if self.periodic else None
         (i, j), overflow = self._pairs(positions, box, pairs)
-        r, valid = pair_distances(positions, box, (i, j))
-        species = jnp.asarray(self.species)
-        n = positions.shape[0]
-        si = species[jnp.minimum(i, n - 1)]
-        sj = species[jnp.minimum(j, n - 1)]
-        valid = valid & (si >= 0) & (sj >= 0)
-        if self.cutoff is not None:
-            valid = valid & (r < self.cutoff)
-        si, sj = jnp.maximum(si, 0), jnp.maximum(sj, 0)
-        pp = self.pair_params(params, si, sj)
-        safe_r = self.cutoff if self.cutoff is not None else 1.0
-        e = self.kernel.fn(jnp.where(valid, r, safe_r), **pp)
-        if self.shift and self.cutoff is not None:
-            e = e - self.kernel.fn(jnp.full_like(r, self.cutoff), **pp)
-        energy = jnp.sum(jnp.where(valid, e, 0.0))
+        shared = {name: params[name] for name in self.kernel.params}
+        (energy,) = pair_sum(self._pair_kernel, positions, box, (i, j),
+                             {"species": jnp.asarray(self.species)}, shared,
+                             cutoff=self.cutoff,
+                             safe_r=self.cutoff if self.cutoff is not None else 1.0)
         return {self.report: jnp.where(overflow, jnp.nan, energy)}
 
 
