@@ -55,3 +55,36 @@ def test_bad_input_is_one_line(tmp_path, args, expect):
     res = run(*BASE, "--steps", 100, "-o", "x.dcd", *args, cwd=tmp_path)
     assert res.returncode == 1
     assert expect in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("status", ["max_iterations", "non_finite"])
+def test_unconverged_minimization_is_reported(tmp_path, monkeypatch, status):
+    """A minimization that stops at its iteration limit prints a warning before dynamics; a
+    non-finite one stops the run with one line (issue 19's ibuprofen run went on silently)."""
+    import importlib
+
+    import chronograd.dynamics.runner as runner
+    from chronograd.cli import simulate_command as sc
+    from chronograd.errors import InputError
+
+    minimize_module = importlib.import_module("chronograd.minimize")
+    system, pos, box, mols = sc.build_from_force_field("openff-2.2.1.offxml", None, "OCCO",
+                                                       None, None, None, None)
+    energy = float("nan") if status == "non_finite" else -10.0
+    monkeypatch.setattr(minimize_module, "minimize", lambda s, x, b: minimize_module.
+                        MinimizeResult(x, energy, 42.0, 80.0, 10000, status))
+    monkeypatch.setattr(runner, "simulate", lambda integ, state, steps, **kw: state)
+    lines = []
+    opts = sc.check_options(timestep="1fs", temperature="300K", pressure=None, friction=1.0,
+                            steps=10, report_every=5, integrator="langevin",
+                            output=tmp_path / "x.dcd", state_data=None, checkpoint=None,
+                            resume=False, seed=0, solvate=None, liquid=None, density=None)
+    run = dict(system=system, positions=pos, box=box, molecules=mols, minimize_first=True,
+               echo=lines.append, **opts)
+    if status == "non_finite":
+        with pytest.raises(InputError, match="non-finite energy"):
+            sc.run_simulation(**run)
+        return
+    sc.run_simulation(**run)
+    warning = [w for w in lines if w.startswith("warning: minimization stopped")]
+    assert warning and "RMS force of 42" in warning[0]

@@ -204,6 +204,13 @@ def run_simulation(*, system, positions, box, molecules, steps, timestep, temper
             result = minimize(system, positions, box)
             echo(f"minimized: {result.energy:.2f} kJ/mol ({result.status}, "
                  f"{result.iterations} iterations)")
+            if result.status == "non_finite":
+                raise InputError("--minimize reached a non-finite energy; check the starting"
+                                 " structure for overlapping atoms")
+            if result.status != "converged":
+                echo(f"warning: minimization stopped at its iteration limit with an RMS force"
+                     f" of {result.rms_force:.3g} kJ/mol/nm (tolerance 10); dynamics starts"
+                     " from there")
             positions = result.positions
         state = integ.init(positions, key=jax.random.key(seed), box=box,
                            temperature=temperature)
