@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_dynamics.py
 	$(PY) benchmarks/bench_md_speed.py
+	$(PY) benchmarks/bench_cli_end_to_end.py
 	$(PY) benchmarks/bench_gradients.py
 	$(PY) benchmarks/bench_fit.py
 	$(PY) benchmarks/bench_fit_heldout.py

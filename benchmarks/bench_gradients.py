@@ -62,15 +62,15 @@ def forward_cost(ff, system, integ, state, rg, n=200):
     rows = []
     for p in (1, 4, 16, 64):
         wrt = torsions[:p]
-        problem = _Problem(integ, state, n, rg, None, wrt, 1, "time")
-        f = jax.jit(lambda ph, pr=problem: _forward(pr, ph, None, None)[1])
-        phi = problem.fp.phi0
+        problem, fp = _Problem(integ, rg, n, 1, "time"), flat_params(params, wrt)
+        f = jax.jit(lambda ph, pr=problem, fp=fp: _forward(pr, None, None, ph, state, fp)[1])
+        phi = fp.phi0
         f(phi).block_until_ready()
         t = median_time(lambda f=f, phi=phi: f(phi), 3) / n
         rows.append((p, t, t / t_plain, t / t_plain / p))
-    problem = _Problem(integ, state, n, rg, None, None, 1, "time")
-    g = jax.jit(jax.grad(lambda ph: problem.loss(ph)[0]))
-    phi = problem.fp.phi0
+    problem, fp = _Problem(integ, rg, n, 1, "time"), flat_params(params, None)
+    g = jax.jit(jax.grad(lambda ph: problem.loss(ph, state, fp)[0]))
+    phi = fp.phi0
     g(phi).block_until_ready()
     t_rev = median_time(lambda: g(phi), 3) / n
     return t_plain, rows, t_rev, int(phi.shape[0])
@@ -79,21 +79,21 @@ def forward_cost(ff, system, integ, state, rg, n=200):
 def memory_at(ff, integ, state, rg, n=10_000):
     out = []
     wrt = ff.select(attributes={"k"}, ids=["t1", "t2", "t3", "t4"])
-    problem = _Problem(integ, state, n, rg, None, None, 1, "time")
+    problem, fp = _Problem(integ, rg, n, 1, "time"), flat_params(ff.params, None)
     seg = int(round(np.sqrt(n)))
-    fns = {"plain reverse": jax.value_and_grad(lambda ph: problem.loss(ph)[0]),
+    fns = {"plain reverse": jax.value_and_grad(lambda ph: problem.loss(ph, state, fp)[0]),
            f"checkpointed reverse (segments of {seg})":
-           jax.value_and_grad(lambda ph: problem.checkpointed_loss(ph, seg)[0])}
+           jax.value_and_grad(lambda ph: problem.checkpointed_loss(ph, state, fp, seg)[0])}
     for name, fn in fns.items():
-        compiled = jax.jit(fn).lower(problem.fp.phi0).compile()
-        t = median_time(lambda c=compiled: c(problem.fp.phi0), 1)
-        out.append((name + f", all {problem.fp.phi0.shape[0]} parameters",
+        compiled = jax.jit(fn).lower(fp.phi0).compile()
+        t = median_time(lambda c=compiled: c(fp.phi0), 1)
+        out.append((name + f", all {fp.phi0.shape[0]} parameters",
                     compiled_memory_bytes(compiled), t))
-    fp4 = _Problem(integ, state, n, rg, None, wrt, 1, "time")
-    compiled = jax.jit(lambda ph: _forward(fp4, ph, None, None)[:2]).lower(
-        fp4.fp.phi0).compile()
-    t = median_time(lambda: compiled(fp4.fp.phi0), 1)
-    out.append((f"forward, {fp4.fp.phi0.shape[0]} tangents", compiled_memory_bytes(compiled), t))
+    fp4 = flat_params(ff.params, wrt)
+    compiled = jax.jit(lambda ph: _forward(problem, None, None, ph, state, fp4)[:2]).lower(
+        fp4.phi0).compile()
+    t = median_time(lambda: compiled(fp4.phi0), 1)
+    out.append((f"forward, {fp4.phi0.shape[0]} tangents", compiled_memory_bytes(compiled), t))
     return out
 
 
@@ -118,8 +118,8 @@ def horizon_study(ff, integ, frames, rg, reference, wrt, horizons_steps, n_start
               for k in np.linspace(0, len(frames) - 1, n_starts).astype(int)]
     for n in horizons_steps:
         def grad_of(s, n=n):
-            problem = _Problem(integ, s, n, rg, None, wrt, every, "time")
-            _, g, norms, _ = _forward(problem, problem.fp.phi0, None, None)
+            problem, fp = _Problem(integ, rg, n, every, "time"), flat_params(ff.params, wrt)
+            _, g, norms, _ = _forward(problem, None, None, fp.phi0, s, fp)
             return g, norms[-1] / jnp.maximum(norms[max(0, n // 10 - 1)], 1e-300)
 
         f = jax.jit(grad_of)
