@@ -95,6 +95,20 @@ def pair_distances(positions, box, pairs):
 ROW_BLOCK = 256  # neighbor-list rows per block in ``sum_over_rows``
 
 
+def _row_blocks(pairs, n_atoms: int, block: int):
+    """Neighbor-list rows (i [N, 1], j [N, M]) as [B, block, 1] and [B, block, M] blocks, the
+    last one padded with rows of the index N (nothing)."""
+    i, j = pairs
+    n_rows = j.shape[0]
+    n_blocks = -(-n_rows // block)
+    pad = n_blocks * block - n_rows
+    j_b = jnp.concatenate([j, jnp.full((pad, j.shape[1]), n_atoms, j.dtype)]).reshape(
+        n_blocks, block, j.shape[1])
+    i_b = jnp.concatenate([jnp.broadcast_to(i, (n_rows, 1)),
+                           jnp.full((pad, 1), n_atoms, i.dtype)]).reshape(n_blocks, block, 1)
+    return i_b, j_b
+
+
 def sum_over_rows(pair_sums, pairs, n_atoms: int, *, block: int = ROW_BLOCK):
     """``pair_sums(i, j) -> tuple of scalars`` (sums over the pairs it is given) summed over a
     neighbor list's rows ``(i [N, 1], j [N, M])``, ``block`` rows at a time.
@@ -109,13 +123,7 @@ def sum_over_rows(pair_sums, pairs, n_atoms: int, *, block: int = ROW_BLOCK):
     n_rows = j.shape[0]
     if j.ndim != 2 or i.ndim != 2 or n_rows <= block:
         return pair_sums(i, j)
-    n_blocks = -(-n_rows // block)
-    pad = n_blocks * block - n_rows
-    fill = n_atoms  # the padding index N: rows of nothing
-    j_b = jnp.concatenate([j, jnp.full((pad, j.shape[1]), fill, j.dtype)]).reshape(
-        n_blocks, block, j.shape[1])
-    i_b = jnp.concatenate([jnp.broadcast_to(i, (n_rows, 1)),
-                           jnp.full((pad, 1), fill, i.dtype)]).reshape(n_blocks, block, 1)
+    i_b, j_b = _row_blocks(pairs, n_atoms, block)
     one = jax.checkpoint(lambda ij: pair_sums(*ij))
     first = jax.eval_shape(one, (i_b[0], j_b[0]))
     zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), first)
@@ -201,13 +209,7 @@ def _pair_sum_and_gradients(kernel, cutoff, safe_r, block, positions, box, pairs
         g = g.at[j].add(-fp, mode="drop")
         return tuple(jnp.sum(u.reshape(-1, k), 0)), jnp.moveaxis(g, 1, 0)
 
-    n_rows = j.shape[0]
-    n_blocks = -(-n_rows // block)
-    pad = n_blocks * block - n_rows
-    j_b = jnp.concatenate([j, jnp.full((pad, j.shape[1]), n, j.dtype)]).reshape(
-        n_blocks, block, j.shape[1])
-    i_b = jnp.concatenate([jnp.broadcast_to(i, (n_rows, 1)),
-                           jnp.full((pad, 1), n, i.dtype)]).reshape(n_blocks, block, 1)
+    i_b, j_b = _row_blocks(pairs, n, block)
     u_shape, fp_shape = jax.eval_shape(one, i_b[0], j_b[0])
     k = u_shape.shape[-1]
 
