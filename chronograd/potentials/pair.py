@@ -198,15 +198,17 @@ def _pair_sum_and_gradients(kernel, cutoff, safe_r, block, positions, box, pairs
         fp = (du / r[..., None])[..., None] * dr[..., None, :]  # dU_k/dx_i per pair [..., K, 3]
         return u, fp
 
+    def add(g, pi, pj, fp):  # rows sum into their own atom; j entries are scattered
+        if rows:
+            g = g.at[pi[:, 0]].add(jnp.sum(fp, 1), mode="drop")
+        else:
+            g = g.at[jnp.broadcast_to(pi, pj.shape)].add(fp, mode="drop")
+        return g.at[pj].add(-fp, mode="drop")
+
     if not rows or j.shape[0] <= block:
         u, fp = one(i, j)
         k = u.shape[-1]
-        g = jnp.zeros((n, k, positions.shape[-1]), fp.dtype)
-        if rows:
-            g = g.at[i[:, 0]].add(jnp.sum(fp, 1), mode="drop")
-        else:
-            g = g.at[jnp.broadcast_to(i, j.shape)].add(fp, mode="drop")
-        g = g.at[j].add(-fp, mode="drop")
+        g = add(jnp.zeros((n, k, positions.shape[-1]), fp.dtype), i, j, fp)
         return tuple(jnp.sum(u.reshape(-1, k), 0)), jnp.moveaxis(g, 1, 0)
 
     i_b, j_b = _row_blocks(pairs, n, block)
@@ -216,9 +218,7 @@ def _pair_sum_and_gradients(kernel, cutoff, safe_r, block, positions, box, pairs
     def body(carry, ij):
         total, g = carry
         u, fp = one(*ij)
-        g = g.at[ij[0][:, 0]].add(jnp.sum(fp, 1), mode="drop")
-        g = g.at[ij[1]].add(-fp, mode="drop")
-        return (total + jnp.sum(u, (0, 1)), g), None
+        return (total + jnp.sum(u, (0, 1)), add(g, *ij, fp)), None
 
     zero = (jnp.zeros((k,), u_shape.dtype),
             jnp.zeros((n, k, positions.shape[-1]), fp_shape.dtype))
