@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_torsion_relaxation.py
 	$(PY) benchmarks/bench_bespoke.py
 	$(PY) benchmarks/bench_liquid.py
+	$(PY) benchmarks/bench_liquid_errors.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
