@@ -30,28 +30,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _results import machine_line, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-N, EVERY = 256, 25
+EVERY = 25
 
 
 def long_run(k: int, prod_ps: float):
-    """(density [frames] g/mL, potential energy per molecule [frames] kJ/mol) of run k."""
-    import openmm.unit as u
-    from bench_liquid import openmm_npt
+    """(density, potential energy per molecule) series of run k: lattice 5 + k, 20 ps
+    equilibration (``bench_liquid_replicas.replica``)."""
+    from bench_liquid_replicas import replica
 
-    ctx, integ, system, *_ = openmm_npt("openff-2.2.1.offxml", "O", N, seed=5 + k,
-                                        integrator_seed=77 + 10 * k,
-                                        velocity_seed=78 + 10 * k)
-    integ.step(10000)  # 20 ps
-    mass = sum(system.getParticleMass(i).value_in_unit(u.dalton)
-               for i in range(system.getNumParticles()))
-    rho, pot = [], []
-    for _ in range(int(round(prod_ps / 0.002)) // EVERY):
-        integ.step(EVERY)
-        st = ctx.getState(getEnergy=True)
-        rho.append(mass / st.getPeriodicBoxVolume().value_in_unit(u.nanometer ** 3)
-                   / 602.214076)
-        pot.append(st.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole) / N)
-    return np.asarray(rho), np.asarray(pot)
+    return replica(5 + k, 20.0, prod_ps, EVERY, integrator_seed=77 + 10 * k,
+                   velocity_seed=78 + 10 * k)
 
 
 def analyse(series: dict, piece_frames: int) -> list[dict]:

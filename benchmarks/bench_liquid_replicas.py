@@ -29,13 +29,16 @@ ROOT = Path(__file__).resolve().parent.parent
 T, P, N = 298.15, 1.01325, 256
 
 
-def replica(seed, equil_ps, prod_ps, every=25):
+def replica(seed, equil_ps, prod_ps, every=25, *, integrator_seed=None, velocity_seed=None):
+    """(density [frames] g/mL, potential energy per molecule [frames] kJ/mol) of one NPT run
+    on lattice ``seed`` (integrator and velocity seeds default to 1000 + seed, 2000 + seed)."""
     import openmm.unit as u
     from bench_liquid import openmm_npt
 
-    ctx, integ, system, *_ = openmm_npt("openff-2.2.1.offxml", "O", N, seed=seed,
-                                        integrator_seed=1000 + seed,
-                                        velocity_seed=2000 + seed)
+    ctx, integ, system, *_ = openmm_npt(
+        "openff-2.2.1.offxml", "O", N, seed=seed,
+        integrator_seed=1000 + seed if integrator_seed is None else integrator_seed,
+        velocity_seed=2000 + seed if velocity_seed is None else velocity_seed)
     integ.step(int(round(equil_ps / 0.002)))
     mass = sum(system.getParticleMass(i).value_in_unit(u.dalton)
                for i in range(system.getNumParticles()))
