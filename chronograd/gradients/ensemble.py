@@ -74,9 +74,9 @@ def statistical_inefficiency(series, *, mintime: int = 3, corrected: bool = True
     its value). A series of n frames measures each rho_t around its own sample mean, which
     lowers every lag by about the mean's variance, g/n of the series' variance:
     E[rho_hat_t] ~ (rho_t - g/n) / (1 - g/n). Uncorrected, a series of 20 correlation times
-    underestimates g by ~30 % (density of 256 TIP3P waters, 20 ps runs: pymbar's g 35 frames,
-    the same liquid's g from 800 ps 135; benchmarks/RESULTS.md "liquid-errors"), and the sum
-    also stops too early. ``corrected`` (default) adds the offset back, rho_t (1 - e) + e with
+    underestimates g by ~30-45 % (density of 256 TIP3P waters, 20 ps pieces: pymbar's g 42
+    frames, corrected 61, g of the whole 400 ps runs 77; benchmarks/RESULTS.md
+    "liquid-errors"), and the sum also stops too early. ``corrected`` (default) adds the offset back, rho_t (1 - e) + e with
     e = g/n (at most 1/2), and iterates g to its fixed point."""
     a = np.asarray(series, np.float64)
     if a.ndim > 1:
