@@ -76,8 +76,9 @@ def statistical_inefficiency(series, *, mintime: int = 3, corrected: bool = True
     E[rho_hat_t] ~ (rho_t - g/n) / (1 - g/n). Uncorrected, a series of 20 correlation times
     underestimates g by ~30-45 % (density of 256 TIP3P waters, 20 ps pieces: pymbar's g 42
     frames, corrected 61, g of the whole 400 ps runs 77; benchmarks/RESULTS.md
-    "liquid-errors"), and the sum also stops too early. ``corrected`` (default) adds the offset back, rho_t (1 - e) + e with
-    e = g/n (at most 1/2), and iterates g to its fixed point."""
+    "liquid-errors"), and the sum also stops too early. ``corrected`` (default) adds the
+    offset back, rho_t (1 - e) + e with e = g/n (at most 1/2), and iterates g to its fixed
+    point."""
     a = np.asarray(series, np.float64)
     if a.ndim > 1:
         a = a.reshape(a.shape[0], -1).mean(axis=1)
