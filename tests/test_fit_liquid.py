@@ -88,6 +88,48 @@ def test_reweights_small_moves_and_resimulates_large_ones(water):
     assert rho < 0.99  # a 5 % larger water oxygen gives a visibly less dense liquid
 
 
+@pytest.mark.slow
+def test_pooled_simulations_are_reweighted_together_by_mbar():
+    """pool = 2: after three simulations the sample holds the last two runs, every frame's
+    energy at both states, and reference energies whose weights are MBAR's: the pooled
+    density at a point between them equals ``reweight(method="mbar")`` (pymbar) and rests on
+    more effective samples than one run holds (measured 37 of 40 frames), and its gradient is
+    the central difference."""
+    from chronograd.gradients.ensemble import reweight
+
+    ff = cg.ForceField(FF)
+    target = LiquidTarget(ff, smiles="O", n_molecules=256, temperature=T, density=0.99705,
+                          hvap=43.98, equilibration=500, production=1000, every=50,
+                          gas_production=1000, gas_every=50, initial_density=1.0,
+                          min_effective_samples=0, pool=2)
+    wrt = ff.select(ids=["n-tip3p-O"], attributes={"sigma", "epsilon"})
+    fp = flat_params(ff.params, wrt)
+    phis = [fp.phi0 * np.array([1.0, f]) for f in (1.0, 0.999, 1.0015)]  # epsilon, sigma
+    for phi in phis:
+        target._simulate(fp.params(phi))
+    s = target.sample
+    assert target.n_simulations == 3 and s["segments"] == [20, 20] and len(s["frames"]) == 40
+    for k, phi in enumerate(phis[1:]):  # u_kn: every pooled frame at every pooled state
+        u, ug = target._at(fp.params(phi), s["frames"], s["boxes"], s["gas_frames"])
+        np.testing.assert_allclose(s["u_kn_liquid"][k], u, rtol=1e-10)
+        np.testing.assert_allclose(s["u_kn_gas"][k], ug, rtol=1e-10)
+    mid = fp.phi0 * np.array([1.0, 1.0003])
+    data = target.prepare(fp.params(mid))
+    assert target.n_simulations == 3 and target.last_ess > 1.0  # more than one run's worth
+    rho = float(target.properties(fp.params(mid), data)["density"])
+    ref = reweight(target.liquid, s["frames"], lambda x, b, p: target._density(x, b),
+                   fp.params(mid), temperature=T, boxes=s["boxes"], method="mbar",
+                   states=[(fp.params(phi), 20) for phi in phis[1:]], min_ess=1.0)
+    assert rho == pytest.approx(ref["value"], rel=1e-9)
+    f = jax.jit(lambda ph: target.properties(fp.params(ph), data)["density"])
+    g = np.asarray(jax.grad(f)(jnp.asarray(mid)))
+    h = 1e-6 * np.abs(fp.phi0)
+    fd = np.array([(f(mid + h[i] * e) - f(mid - h[i] * e)) / (2 * h[i])
+                   for i, e in enumerate(np.eye(2))])
+    np.testing.assert_allclose(g, fd, rtol=1e-5)
+    assert target.metrics(fp.params(mid))["all"]["pooled_simulations"] == 2
+
+
 def _write(tmp_path, text):
     p = tmp_path / "fit.toml"
     p.write_text(text)
@@ -140,6 +182,10 @@ def test_liquid_config_errors(tmp_path):
     cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\n' + HVAP + '\n'
                                                'max_production = 15000', parallel=""))
     with pytest.raises(InputError, match=r"max_production \(15000\) must be a multiple"):
+        run_fit(load_config(cfg), progress=False)
+    cfg = _write(tmp_path, LIQUID.format(extra='smiles = "O"\n' + HVAP + '\npool = 0',
+                                         parallel=""))
+    with pytest.raises(InputError, match="pool counts simulations, an integer >= 1; got 0"):
         run_fit(load_config(cfg), progress=False)
     assert not (tmp_path / "out").exists()  # nothing written
 

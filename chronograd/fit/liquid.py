@@ -13,10 +13,15 @@ theta = theta_s it is the fluctuation formula <dO> - beta (<O dU> - <O><dU>) tha
 
 Before every evaluation, ``prepare(theta)`` (host side) computes the effective sample size
 (sum w)^2 / sum w^2 of the stored frames at theta. If it is at least ``min_ess`` (a fraction
-of the frames), the stored sample is reweighted; otherwise the liquid and the gas are
-re-simulated at theta (continuing from the last configuration) and the new sample replaces
-the old one. The sample is the target's state: ``get_state``/``set_state`` put it into the
-fit checkpoint, so a resumed fit continues with the same frames.
+of the frames of one simulation), the stored sample is reweighted; otherwise the liquid and
+the gas are re-simulated at theta (continuing from the last configuration). With ``pool = 1``
+the new sample replaces the old one; with ``pool = K`` the frames of the last K simulations
+are reweighted together by MBAR (each frame's U_s above becomes the mixture's reference
+energy, ``gradients.ensemble.mbar_reference``; OpenFF Evaluator reweights its stored
+simulations the same way), so that near convergence, where the fit's steps are small, its
+estimates rest on several simulations rather than the noise of the last one. The sample is
+the target's state: ``get_state``/``set_state`` put it into the fit checkpoint, so a resumed
+fit continues with the same frames.
 
     density = <M / V>                                   (g/mL)
     H_vap   = <U_gas> - <U_liquid> / N + R T            (kJ/mol, per molecule)
@@ -32,6 +37,7 @@ import numpy as np
 
 from chronograd import observables
 from chronograd.errors import InputError
+from chronograd.gradients.ensemble import mbar_reference
 from chronograd.gradients.reweighting import effective_sample_size, exp_log_weights, exp_weights
 from chronograd.units import BOLTZMANN
 
@@ -67,6 +73,9 @@ class LiquidTarget:
             below the replicas' spread; 20 ps runs, ~20, agree). 0 turns it off.
         references: where the experimental values come from, {"density": source, ...}
             (a fit config requires them; shown in metrics and the report).
+        pool: how many of the most recent simulations are reweighted together (MBAR); 1
+            (default): the latest alone. Each evaluation then costs the energies of all the
+            pooled frames.
 
     Residuals are (estimate - experiment) / sqrt(denominator^2 + standard error^2), the
     standard errors those of the current sample; ``loss_noise`` is the objective's
@@ -87,7 +96,8 @@ class LiquidTarget:
                  density_std_error: float | None = None, hvap_std_error: float | None = None,
                  max_production: int | None = None,
                  validation_production: int | None = None,
-                 references: dict | None = None, min_effective_samples: float = 20.0):
+                 references: dict | None = None, min_effective_samples: float = 20.0,
+                 pool: int = 1):
         from chronograd.topology import Molecule
         from chronograd.topology.boxes import liquid_box
 
@@ -115,6 +125,10 @@ class LiquidTarget:
         if not (np.isfinite(min_effective_samples) and min_effective_samples >= 0):
             raise InputError(f"target {name!r}: min_effective_samples must be >= 0, got"
                              f" {min_effective_samples}")
+        if int(pool) != pool or pool < 1:
+            raise InputError(f"target {name!r}: pool counts simulations, an integer >= 1;"
+                             f" got {pool}")
+        self.pool = int(pool)
         self.min_effective_samples = float(min_effective_samples)
         self.requested = {k: float(v) for k, v in requested.items() if v is not None}
         self.max_production = max_production
@@ -151,10 +165,13 @@ class LiquidTarget:
         self._density = observables.density(self.liquid.masses)
         U_liq = self.liquid.energy_fn()
         U_gas = self.gas.energy_fn()
+        # jax.checkpoint: the reverse pass recomputes each frame rather than storing every
+        # frame's intermediates (a pooled sample holds thousands of frames)
         self._energies = {
             "liquid": jax.jit(lambda xs, bs, th: jax.lax.map(
-                lambda xb: U_liq(xb[0], xb[1], th), (xs, bs))),
-            "gas": jax.jit(lambda xs, th: jax.lax.map(lambda x: U_gas(x, None, th), xs)),
+                jax.checkpoint(lambda xb: U_liq(xb[0], xb[1], th)), (xs, bs))),
+            "gas": jax.jit(lambda xs, th: jax.lax.map(
+                jax.checkpoint(lambda x: U_gas(x, None, th)), xs)),
         }
         self.sample = None  # the stored frames and the energies they were sampled with
         self.n_simulations = 0
@@ -163,9 +180,10 @@ class LiquidTarget:
 
     # ---- sampling (host side) ----
     def _simulate(self, theta):
-        """Re-simulate at theta; the new sample replaces the old."""
-        self.sample, self.sampling = self._run(theta, seed=self.seed + self.n_simulations)
+        """Re-simulate at theta; the new run joins the pool (or replaces the sample)."""
+        run, self.sampling = self._run(theta, seed=self.seed + self.n_simulations)
         self.n_simulations += 1
+        self.sample = self._pooled(theta, run)
         if "warning" in self.sampling:
             import warnings
 
@@ -280,6 +298,49 @@ class LiquidTarget:
                   "last_gas": np.asarray(g.positions)}
         return sample, sampling
 
+    def _pooled(self, theta, run):
+        """The sample after ``run`` (a fresh simulation at theta): the last ``pool - 1`` runs
+        of the stored sample and this one, each frame's reference energy that of their MBAR
+        mixture. Keeps every pooled frame's energies at every pooled state (u_kn, kJ/mol)
+        and the states' parameters, so the next run can join."""
+        leaves = [np.asarray(v) for v in jax.tree_util.tree_leaves(theta)]
+        n, ng = len(run["frames"]), len(run["gas_frames"])
+        old = self.sample
+        keep = 0 if old is None or old.get("states") is None else \
+            min(self.pool - 1, len(old["states"]))
+        if keep == 0:
+            return {**run, "states": [leaves], "segments": [n], "gas_segments": [ng],
+                    "u_kn_liquid": run["u_liquid"][None], "u_kn_gas": run["u_gas"][None]}
+        nl, ngl = sum(old["segments"][-keep:]), sum(old["gas_segments"][-keep:])
+        frames, boxes, gframes = old["frames"][-nl:], old["boxes"][-nl:], old["gas_frames"][-ngl:]
+        treedef = jax.tree_util.tree_structure(theta)
+        states = old["states"][-keep:]
+        rows_l, rows_g = [], []
+        for k, st in enumerate(states):  # the new frames at the kept states
+            th_k = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(v) for v in st])
+            u_new, ug_new = self._at(th_k, run["frames"], run["boxes"], run["gas_frames"])
+            rows_l.append(np.concatenate([old["u_kn_liquid"][-keep + k][-nl:], u_new]))
+            rows_g.append(np.concatenate([old["u_kn_gas"][-keep + k][-ngl:], ug_new]))
+        u_old, ug_old = self._at(theta, frames, boxes, gframes)  # the old frames at theta
+        rows_l.append(np.concatenate([u_old, run["u_liquid"]]))
+        rows_g.append(np.concatenate([ug_old, run["u_gas"]]))
+        u_kn, ug_kn = np.stack(rows_l), np.stack(rows_g)
+        seg, gseg = [*old["segments"][-keep:], n], [*old["gas_segments"][-keep:], ng]
+        return {"frames": np.concatenate([frames, run["frames"]]),
+                "boxes": np.concatenate([boxes, run["boxes"]]),
+                "gas_frames": np.concatenate([gframes, run["gas_frames"]]),
+                "u_liquid": mbar_reference(self.beta * u_kn, seg) / self.beta,
+                "u_gas": mbar_reference(self.beta * ug_kn, gseg) / self.beta,
+                "last_liquid": run["last_liquid"], "last_gas": run["last_gas"],
+                "states": [*states, leaves], "segments": seg, "gas_segments": gseg,
+                "u_kn_liquid": u_kn, "u_kn_gas": ug_kn}
+
+    def _segments(self):
+        """(liquid, gas) frame counts of the runs pooled in the stored sample."""
+        s = self.sample
+        return (s.get("segments", [len(s["frames"])]),
+                s.get("gas_segments", [len(s["gas_frames"])]))
+
     def _at(self, theta, frames, boxes, gas_frames):
         """Liquid and gas energies of the frames at theta (host arrays)."""
         return (np.asarray(self._energies["liquid"](jnp.asarray(frames), jnp.asarray(boxes),
@@ -287,12 +348,15 @@ class LiquidTarget:
                 np.asarray(self._energies["gas"](jnp.asarray(gas_frames), theta)))
 
     def _ess(self, theta, energies=None) -> float:
+        """The effective sample size at theta as a fraction of the latest simulation's frames
+        (liquid or gas, the smaller; above 1 when a pool holds more than one run's worth)."""
         s = self.sample
+        seg, gseg = self._segments()
         u, ug = energies or self._at(theta, s["frames"], s["boxes"], s["gas_frames"])
         ess_l = float(effective_sample_size(exp_log_weights(u, s["u_liquid"], self.beta))) \
-            / len(u)
+            / seg[-1]
         ess_g = float(effective_sample_size(exp_log_weights(ug, s["u_gas"], self.beta))) \
-            / len(ug)
+            / gseg[-1]
         return min(ess_l, ess_g)
 
     def prepare(self, theta):
@@ -307,11 +371,13 @@ class LiquidTarget:
         ess = self._ess(theta, energies) if energies is not None else 0.0
         if not np.isfinite(ess) or ess < self.min_ess:
             self._simulate(theta)
-            ess, energies = 1.0, (self.sample["u_liquid"], self.sample["u_gas"])
+            s = self.sample
+            energies = (s["u_kn_liquid"][-1], s["u_kn_gas"][-1])
+            ess = 1.0 if len(s["segments"]) == 1 else self._ess(theta, energies)
         self.last_ess = float(ess)
         s = self.sample
         data = self._data(s["frames"], s["boxes"], s["u_liquid"], s["gas_frames"], s["u_gas"])
-        est = self.estimates(theta, data, energies)
+        est = self.estimates(theta, data, energies, segments=self._segments())
         return data + (jnp.asarray([est[k][1] for k in self.rows]),)
 
     def _data(self, frames, boxes, u_liquid, gas_frames, u_gas):
@@ -338,22 +404,24 @@ class LiquidTarget:
         hvap = (wg @ ug - (w @ u) / self.n_molecules + BOLTZMANN * self.temperature)
         return {"density": w @ rho, "hvap": hvap}
 
-    def estimates(self, theta, data, energies=None) -> dict:
+    def estimates(self, theta, data, energies=None, segments=None) -> dict:
         """{"density": (value, standard error), "hvap": (...)} at theta from ``data``: the
         reweighted averages of ``properties`` with their errors by ``mean_std_error`` (the
         delta method for the weights, times each run's statistical inefficiency); H_vap's
         error combines the independent liquid and gas runs; "n_effective": {property: the
         effective samples behind it} (H_vap: the smaller of its two runs). ``energies``: the
-        frames' liquid and gas energies at theta, when already computed."""
+        frames' liquid and gas energies at theta, when already computed; ``segments``:
+        (liquid, gas) frame counts of pooled runs (default: one run each)."""
         from chronograd.gradients.ensemble import mean_std_error
 
         frames, boxes, u_s, rho, gframes, ug_s = data[:6]
         u, ug = energies or self._at(theta, frames, boxes, gframes)
         w = np.asarray(exp_weights(u, np.asarray(u_s), self.beta), np.float64)
         wg = np.asarray(exp_weights(ug, np.asarray(ug_s), self.beta), np.float64)
-        rho_e = mean_std_error(np.asarray(rho), w / w.sum())
-        liq = mean_std_error(u / self.n_molecules, w / w.sum())
-        gas = mean_std_error(ug, wg / wg.sum())
+        seg, gseg = segments or (None, None)
+        rho_e = mean_std_error(np.asarray(rho), w / w.sum(), segments=seg)
+        liq = mean_std_error(u / self.n_molecules, w / w.sum(), segments=seg)
+        gas = mean_std_error(ug, wg / wg.sum(), segments=gseg)
         hvap = gas["value"] - liq["value"] + BOLTZMANN * self.temperature
         return {"density": (rho_e["value"], rho_e["std_error"]),
                 "hvap": (hvap, float(np.hypot(gas["std_error"], liq["std_error"]))),
@@ -375,7 +443,7 @@ class LiquidTarget:
     def loss_noise(self, theta, data) -> float:
         """The standard error of this target's loss at theta (delta method over the
         properties' standard errors)."""
-        est = self.estimates(theta, data)
+        est = self.estimates(theta, data, segments=self._segments())
         den = np.asarray(self._denominators(data))
         c = self.weight / len(self.rows)
         terms = [2 * c * (est[k][0] - self.exp[k]) / den[i] ** 2 * est[k][1]
@@ -395,8 +463,9 @@ class LiquidTarget:
                              " parameters; check the molecule and the run settings")
 
     def metrics(self, theta) -> dict:
-        est = self.estimates(theta, self.prepare(theta))
+        est = self.estimates(theta, self.prepare(theta), segments=self._segments())
         out = {"n_geometries": len(self.sample["frames"]), "n_simulations": self.n_simulations,
+               "pooled_simulations": len(self._segments()[0]),
                "ess_fraction": self.last_ess}
         for k in self.rows:
             out[k] = float(est[k][0])

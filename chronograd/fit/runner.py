@@ -256,12 +256,15 @@ def _iterate(cfg, opt, ff, obj, client, resume, ckpt, out, sha, iterations, ever
 
 def _sampling(obj) -> dict:
     """How the sampled targets' last values were made: simulations so far, the effective
-    sample fraction, and the last simulation's length, standard errors and whether it reached
-    the requested ones (with the warning when it did not)."""
+    sample fraction, how many simulations the sample pools, and the last simulation's
+    length, standard errors and whether it reached the requested ones (with the warning
+    when it did not)."""
     out = {}
     for t in obj.targets:
         if hasattr(t, "get_state"):
+            pooled = len(t._segments()[0]) if getattr(t, "sample", None) else 0
             out[t.name] = {"simulations": t.n_simulations, "ess_fraction": t.last_ess,
+                           "pooled": pooled,
                            **{k: v for k, v in (getattr(t, "sampling", None) or {}).items()
                               if k != "requested"}}
     return out

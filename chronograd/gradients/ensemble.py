@@ -100,30 +100,46 @@ def statistical_inefficiency(series, *, mintime: int = 3, corrected: bool = True
     return g
 
 
-def mean_std_error(series, weights=None) -> dict:
+def mean_std_error(series, weights=None, *, segments=None) -> dict:
     """The (weighted) mean of a time series and its standard error, the one estimator every
     ensemble average uses (fresh samples, reweighted samples, liquid properties).
 
     ``series`` [n] (or [n, ...], whose per-frame mean sets the correlation time); ``weights``
-    [n] normalized weights of the frames (e.g. exponential reweighting), default equal. The
-    variance is the delta-method one of the self-normalized estimator,
+    [n] normalized weights of the frames (e.g. exponential reweighting or MBAR), default
+    equal. The variance is the delta-method one of the self-normalized estimator,
     sum w_i^2 (o_i - mean)^2 / (1 - sum w_i^2) (for equal weights the sample variance / n),
     times g, the statistical inefficiency of the series in sampling order (bias-corrected,
     see ``statistical_inefficiency``): what the frames' correlation in time costs, and
     divided by 1 - g sum w_i^2 (1 - g/n for equal weights; at most 2): a correlated series'
-    spread about its own mean understates its variance by that factor. Returns {"value",
-    "std_error", "statistical_inefficiency", "n_effective"} (n_effective = Kish size / g)."""
+    spread about its own mean understates its variance by that factor.
+
+    ``segments``: frame counts of independent runs concatenated in ``series`` (e.g. the
+    simulations an MBAR estimate pools); each run's terms get its own g (and its own
+    small-sample factor), and runs are uncorrelated with each other. Treating the pooled
+    frames as independent draws from the mixture ignores the stratification of fixed run
+    lengths, which can only lower the variance: the error is conservative there. Returns
+    {"value", "std_error", "statistical_inefficiency" (the w^2-weighted mean g over
+    segments), "n_effective" (Kish size / g)}."""
     o = np.asarray(series, np.float64)
     n = len(o)
     o2 = o.reshape(n, -1)
     w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, np.float64)
     if w.shape != (n,) or not np.all(np.isfinite(w)) or abs(w.sum() - 1.0) > 1e-6:
         raise InputError(f"weights must be {n} finite numbers summing to 1")
+    seg = [n] if segments is None else [int(m) for m in segments]
+    if sum(seg) != n or min(seg) < 1:
+        raise InputError(f"segments {seg} must be positive frame counts summing to {n}")
     value = w @ o2
     sw2 = float(w @ w)
-    g = statistical_inefficiency(o2.mean(axis=1))
-    var = ((w ** 2) @ (o2 - value) ** 2 / max(1.0 - sw2, 1e-300) * g
-           / max(1.0 - g * sw2, 0.5))
+    var, gw = 0.0, 0.0
+    for lo, hi in zip(np.cumsum([0] + seg[:-1]), np.cumsum(seg), strict=True):
+        wk, ok = w[lo:hi], o2[lo:hi]
+        g = statistical_inefficiency(ok.mean(axis=1))
+        s2 = float(wk @ wk)
+        var = var + (wk ** 2) @ (ok - value) ** 2 * g / max(1.0 - g * s2, 0.5)
+        gw += g * s2
+    var = var / max(1.0 - sw2, 1e-300)
+    g = gw / sw2
     shape = o.shape[1:]
     return {"value": value.reshape(shape) if shape else float(value[0]),
             "std_error": np.sqrt(var).reshape(shape) if shape else float(np.sqrt(var[0])),
@@ -301,6 +317,45 @@ def reduced_potentials(system, frames, params_list, *, temperature: float, boxes
     return beta * u
 
 
+def mbar_reference(u_kn, n_k) -> np.ndarray:
+    """[n] reduced energies of the MBAR mixture of K sampled states,
+    -log sum_k N_k exp(f_k - u_kn), with the free energies f_k solved by pymbar: frames
+    pooled from the K states and reweighted to any new state by
+    ``reweighting.exp_weights(u_new, mbar_reference(u_kn, n_k))`` get MBAR's weights (Shirts &
+    Chodera, J. Chem. Phys. 129, 124105 (2008)). ``u_kn`` [K, n] reduced energies of every
+    frame at every sampled state (frames of state 0 first, ...); ``n_k`` [K] frame counts.
+    One state: its own energies."""
+    u = np.asarray(u_kn, np.float64)
+    n_k = np.asarray(n_k, np.int64)
+    if u.ndim != 2 or u.shape[0] != len(n_k) or n_k.sum() != u.shape[1] or n_k.min() < 1:
+        raise InputError(f"u_kn {u.shape} must be [K, n] for frame counts {n_k.tolist()}")
+    if not np.all(np.isfinite(u)):
+        raise InputError("MBAR needs finite reduced energies of every frame at every state")
+    if len(n_k) == 1:
+        return u[0]
+    f_k = np.asarray(_mbar(u, n_k).f_k, np.float64)
+    return -logsumexp(np.log(n_k)[:, None] + f_k[:, None] - u, axis=0)
+
+
+def _mbar(u_kn, n_k):
+    """pymbar.MBAR started from BAR's free energies with the robust solver, checked: from
+    its default start (all zeros) pymbar 4 can stop far from the solution with only a log
+    message (two 256-water states 40 kT apart: f = 48 instead of 40.5)."""
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mbar = _pymbar().MBAR(u_kn, n_k, initialize="BAR", solver_protocol="robust")
+    f_k = np.asarray(mbar.f_k, np.float64)
+    log_den = logsumexp(np.log(n_k)[:, None] + f_k[:, None] - u_kn, axis=0)
+    residual = -logsumexp(-u_kn - log_den, axis=1) - f_k  # constant at the solution
+    if not np.all(np.abs(residual - residual[0]) < 1e-6):
+        raise GradientError("MBAR's free energies did not converge (self-consistency"
+                            f" residuals {np.round(residual - residual[0], 8).tolist()}):"
+                            " the states may not overlap; pool fewer or closer ones")
+    return mbar
+
+
 def reweight(system, frames, observable, params_new, *, temperature: float, boxes=None,
              params=None, method: str = "exp", min_ess: float = 50.0, states=None):
     """<O> at ``params_new`` from frames sampled elsewhere, with its error and the effective
@@ -334,7 +389,7 @@ def reweight(system, frames, observable, params_new, *, temperature: float, boxe
     if method == "exp":
         log_w = np.asarray(reweighting.exp_log_weights(u_new, u_k[0]))
     else:
-        mbar = _pymbar().MBAR(u_k, n_k)
+        mbar = _mbar(u_k, n_k)
         f_k = np.asarray(mbar.f_k)
         log_w = -u_new - logsumexp(np.log(n_k)[:, None] + f_k[:, None] - u_k, axis=0)
         log_w = log_w - logsumexp(log_w)
