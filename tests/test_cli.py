@@ -115,3 +115,10 @@ def test_bad_input_one_clear_message(files, case, expect):
     assert expect in res.stderr, res.stderr
     assert "Traceback" not in res.stderr + res.stdout
     assert res.stderr.strip().count("\n") == 0  # one message
+
+
+def test_python_dash_m_chronograd_is_the_command():
+    res = subprocess.run([sys.executable, "-m", "chronograd", "energy", "--openmm",
+                          "missing.xml"], capture_output=True, text=True)
+    assert res.returncode == 1 and "missing.xml" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
