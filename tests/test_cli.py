@@ -120,5 +120,5 @@ def test_bad_input_one_clear_message(files, case, expect):
 def test_python_dash_m_chronograd_is_the_command():
     res = subprocess.run([sys.executable, "-m", "chronograd", "energy", "--openmm",
                           "missing.xml"], capture_output=True, text=True)
-    assert res.returncode == 1 and "missing.xml" in res.stderr, res.stderr
+    assert res.returncode == 1 and "--positions FILE.pdb" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
