@@ -8,7 +8,7 @@ Each replica: its own lattice (``liquid_box`` seed), minimization, ``--equil-ps`
 every 25 steps as the fits keep them), OpenMM CPU platform through OpenFF Interchange. The
 ratio observed spread / root-mean-square reported error should be near 1 (within ~0.5 for 8
 replicas: the spread's own relative error is ~1/sqrt(2 (n-1)) = 27 %). The pooled mean is a
-reference for the engine comparison in RESULTS "liquid".
+reference for the engine comparison in RESULTS "liquid-water".
 
 Run: `python benchmarks/bench_liquid_replicas.py [--replicas 8] [--equil-ps 10] [--prod-ps 40]`.
 """
