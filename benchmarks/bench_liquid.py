@@ -16,16 +16,20 @@ For each liquid fit output (``chronograd fit examples/fit/water_liquid.toml`` an
    measure; Sage's TIP3P ~1.05).
 
 Run: `python benchmarks/bench_liquid.py [--only water|alcohols] [--skip-fit]`.
+`--baseline-only` runs only the Sage 2.2.1 simulations (they do not need the fit, so they
+can run while it does). Every OpenMM result is kept in `out/bench-liquid-openmm.json`, keyed
+by the `.offxml`'s content, the molecule, the run lengths and the OpenMM version, and reused.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,7 @@ FITS = {"water": (ROOT / "examples/fit/water_liquid.toml", ROOT / "out/fit-water
         "alcohols": (ROOT / "examples/fit/alcohols_liquid.toml",
                      ROOT / "out/fit-alcohols-liquid")}
 BASE = "openff-2.2.1.offxml"
+CACHE = ROOT / "out/bench-liquid-openmm.json"
 T, P = 298.15, 1.01325
 R = 0.00831446261815324  # kJ/mol/K
 
@@ -148,6 +153,39 @@ def _openmm_job(a):
     return openmm_liquid(offxml, smiles, n, equil_ps=equil_ps, prod_ps=prod_ps, gas_ns=gas_ns)
 
 
+def _job_key(offxml, smiles, n, equil_ps, prod_ps, gas_ns):
+    """The cache key of one OpenMM judgement: the force field file's content (an installed
+    one found through `openforcefields`), molecule, lengths, OpenMM version."""
+    import openforcefields
+    import openmm
+
+    path = Path(offxml)
+    if not path.exists():
+        path = next(Path(d) / offxml for d in openforcefields.get_forcefield_dirs_paths()
+                    if (Path(d) / offxml).exists())
+    ff = hashlib.sha256(path.read_bytes()).hexdigest()
+    return json.dumps([ff, smiles, n, equil_ps, prod_ps, gas_ns, openmm.__version__])
+
+
+def run_openmm(args_list):
+    """OpenMM results for each (offxml, smiles, n, equil_ps, prod_ps, gas_ns), from the cache
+    where it holds them; the rest run two at a time (one per core) and join the cache."""
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    keys = [_job_key(*a) for a in args_list]
+    todo = {k: a for k, a in zip(keys, args_list, strict=True) if k not in cache}
+    print(f"OpenMM: {len(keys) - len(todo)} of {len(keys)} runs from {CACHE.name},"
+          f" {len(todo)} to run", flush=True)
+    with ProcessPoolExecutor(2) as pool:
+        futures = {pool.submit(_openmm_job, a): k for k, a in todo.items()}
+        for f in as_completed(futures):
+            cache[futures[f]] = f.result()
+            CACHE.parent.mkdir(parents=True, exist_ok=True)
+            CACHE.write_text(json.dumps(cache, indent=1))
+            print(f"OpenMM done: {futures[f]} -> {cache[futures[f]]}", flush=True)
+    return [{k: tuple(v) if isinstance(v, list) else v for k, v in cache[key].items()}
+            for key in keys]
+
+
 def run_fit(config, out, skip):
     summary = out / "summary.json"
     if not summary.exists():
@@ -168,12 +206,20 @@ def main():
     # judge a 0.3 bar)
     ap.add_argument("--prod-ps", type=float, default=400.0)
     ap.add_argument("--gas-ns", type=float, default=2.0)
+    ap.add_argument("--baseline-only", action="store_true",
+                    help="run (and cache) only the Sage 2.2.1 simulations; no fit needed")
     args = ap.parse_args()
     import tomllib
 
     from chronograd.fit import load_config
 
     jobs = []  # (fit name, target, experiment, chronograd validation, when, .offxml)
+    if args.baseline_only:
+        targets = [t for name in ([args.only] if args.only else list(FITS))
+                   for t in tomllib.loads(FITS[name][0].read_text())["targets"]]
+        run_openmm([(BASE, t["smiles"], t["n_molecules"], args.equil_ps, args.prod_ps,
+                     args.gas_ns) for t in targets])
+        return
     for name in [args.only] if args.only else list(FITS):
         config, out = FITS[name]
         summary = run_fit(config, out, args.skip_fit)
@@ -187,11 +233,8 @@ def main():
             val = summary["validation"][t["name"]]
             for when, ffile in (("before", BASE), ("after", fitted)):
                 jobs.append((name, t, exp, val[when], when, str(ffile)))
-    # the OpenMM runs two at a time (one per core)
-    with ProcessPoolExecutor(2) as pool:
-        results = list(pool.map(_openmm_job, [(j[5], j[1]["smiles"], j[1]["n_molecules"],
-                                               args.equil_ps, args.prod_ps, args.gas_ns)
-                                              for j in jobs]))
+    results = run_openmm([(j[5], j[1]["smiles"], j[1]["n_molecules"], args.equil_ps,
+                           args.prod_ps, args.gas_ns) for j in jobs])
     # one RESULTS section per fit ("liquid-water", "liquid-alcohols"), so that judging one
     # fit leaves the other's rows in place
     by_fit: dict[str, tuple[list, list, list]] = {}
