@@ -275,6 +275,22 @@ def test_config_errors_name_key_and_line(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing written for bad input
 
 
+
+def test_selections_that_select_nothing_are_refused():
+    """A size asked for as sigma of a parameter written with rmin_half (Sage's n19) used to be
+    left out of the fit silently; ids the force field lacks likewise."""
+    ff = cg.ForceField(FF)
+    with pytest.raises(InputError, match=r"selection 1 \(n19\) asks for attribute 'sigma'.*"
+                       r"rmin_half.*n19 has vdW.epsilon, vdW.rmin_half"):
+        select_parameters(ff, [{"ids": ["n19"], "attributes": ["sigma", "epsilon"]}])
+    with pytest.raises(InputError, match=r"selection 2 \(n99\): .*no parameter with id 'n99'"):
+        select_parameters(ff, [{"ids": ["n19"]}, {"ids": ["n99"]}])
+    with pytest.raises(InputError, match=r"selection 1 asks for attribute 'phase'"):
+        select_parameters(ff, [{"handler": "Bonds", "attributes": ["phase"]}])
+    wrt = select_parameters(ff, [{"ids": ["n19"], "attributes": ["rmin_half", "epsilon"]},
+                                 {"ids": ["n-tip3p-O"], "attributes": ["sigma"]}])
+    assert int(sum(np.sum(v) for a in wrt.values() for v in a.values())) == 3
+
 def _copy_dataset(tmp_path, edit_meta=None, edit_arrays=None):
     d = tmp_path / "qm"
     d.mkdir(parents=True)

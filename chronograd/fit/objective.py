@@ -47,8 +47,35 @@ def select_parameters(ff, selections: list[dict]):
                                  f" field has {', '.join(m)}")
             m = {h: {a: v & (h == s["handler"]) for a, v in attrs.items()}
                  for h, attrs in m.items()}
+        _check_selection(ff, s, m, len(masks))
         masks.append(m)
     return jax.tree_util.tree_map(lambda *ms: np.logical_or.reduce(ms), *masks)
+
+
+def _check_selection(ff, s: dict, mask, k: int) -> None:
+    """Every id a selection names and every attribute it asks for must select something: a
+    size asked for as ``sigma`` of a parameter written with ``rmin_half`` (or the reverse)
+    would otherwise be left out of the fit without a word."""
+    chosen = {(h, a) for h, attrs in mask.items() for a, v in attrs.items() if np.any(v)}
+    ids = s.get("ids")
+    where = f"parameter selection {k + 1}" + (f" ({', '.join(map(str, ids))})" if ids else "")
+    has = {}  # parameter id -> its attributes (within the selection's handler)
+    for h, attrs in ff.row_info.items():
+        if s.get("handler") is None or h == s["handler"]:
+            for a, info in attrs.items():
+                for pid in info.ids:
+                    has.setdefault(pid, set()).add(f"{h}.{a}")
+    for pid in ids or ():
+        if pid not in has:
+            raise InputError(f"{where}: the force field has no parameter with id {pid!r}")
+    for a in s.get("attributes") or ():
+        if not any(a == att for _, att in chosen):
+            what = "; ".join(f"{pid} has {', '.join(sorted(has[pid]))}" for pid in ids or ()
+                             if pid in has)
+            hint = (" (SMIRNOFF vdW parameters give their size as sigma or rmin_half, each"
+                    " parameter one of them)" if a in ("sigma", "rmin_half") else "")
+            raise InputError(f"{where} asks for attribute {a!r}, which none of the selected"
+                             f" parameters has{hint}" + (f": {what}" if what else ""))
 
 
 class Objective:
