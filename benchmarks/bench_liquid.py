@@ -16,9 +16,12 @@ For each liquid fit output (``chronograd fit examples/fit/water_liquid.toml`` an
    measure; Sage's TIP3P ~1.05).
 
 Run: `python benchmarks/bench_liquid.py [--only water|alcohols] [--skip-fit]`.
-`--baseline-only` runs only the Sage 2.2.1 simulations (they do not need the fit, so they
-can run while it does). Every OpenMM result is kept in `out/bench-liquid-openmm.json`, keyed
-by the `.offxml`'s content, the molecule, the run lengths and the OpenMM version, and reused.
+`--cg-ps N` judges with chronograd validation runs of N ps (the fitted target's own
+``validate``, at the fit's settings otherwise) instead of the fit's shorter ones, so that
+both engines' runs are equally long. `--baseline-only` runs only the Sage 2.2.1
+simulations (they do not need the fit, so they can run while it does). Every result is
+kept in `out/bench-liquid-openmm.json`, keyed by the `.offxml`'s content, the molecule, the
+run lengths and the OpenMM version (chronograd's: the config's content), and reused.
 """
 
 from __future__ import annotations
@@ -167,23 +170,55 @@ def _job_key(offxml, smiles, n, equil_ps, prod_ps, gas_ns):
     return json.dumps([ff, smiles, n, equil_ps, prod_ps, gas_ns, openmm.__version__])
 
 
-def run_openmm(args_list):
-    """OpenMM results for each (offxml, smiles, n, equil_ps, prod_ps, gas_ns), from the cache
-    where it holds them; the rest run two at a time (one per core) and join the cache."""
+def _cached(job, keys, args_list, what):
+    """``job(a)`` for each a of ``args_list`` whose key the cache lacks, two at a time (one
+    per core), each result written to the cache as it comes; every key's result."""
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
-    keys = [_job_key(*a) for a in args_list]
     todo = {k: a for k, a in zip(keys, args_list, strict=True) if k not in cache}
-    print(f"OpenMM: {len(keys) - len(todo)} of {len(keys)} runs from {CACHE.name},"
+    print(f"{what}: {len(keys) - len(todo)} of {len(keys)} runs from {CACHE.name},"
           f" {len(todo)} to run", flush=True)
     with ProcessPoolExecutor(2) as pool:
-        futures = {pool.submit(_openmm_job, a): k for k, a in todo.items()}
+        futures = {pool.submit(job, a): k for k, a in todo.items()}
         for f in as_completed(futures):
+            cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
             cache[futures[f]] = f.result()
             CACHE.parent.mkdir(parents=True, exist_ok=True)
             CACHE.write_text(json.dumps(cache, indent=1))
-            print(f"OpenMM done: {futures[f]} -> {cache[futures[f]]}", flush=True)
-    return [{k: tuple(v) if isinstance(v, list) else v for k, v in cache[key].items()}
-            for key in keys]
+            print(f"{what} done: {futures[f]} -> {cache[futures[f]]}", flush=True)
+    return [cache[k] for k in keys]
+
+
+def run_openmm(args_list):
+    """OpenMM results for each (offxml, smiles, n, equil_ps, prod_ps, gas_ns), cached."""
+    results = _cached(_openmm_job, [_job_key(*a) for a in args_list], args_list, "OpenMM")
+    return [{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()} for r in results]
+
+
+def _cg_job(a):
+    """chronograd's validation of one target at one force field, ``ps`` of production."""
+    config, target_name, offxml, ps = a
+    from chronograd.fit import load_config
+    from chronograd.fit.build import build_objective
+    from chronograd.forcefield import ForceField
+
+    cfg = load_config(config)
+    ff, obj = build_objective(cfg)
+    target = next(t for t in obj.targets if t.name == target_name)
+    chunk = target.run["production"]
+    target.validation_production = max(1, round(ps / 0.002 / chunk)) * chunk
+    t0 = time.perf_counter()
+    out = target.validate(ForceField(str(offxml)).params)
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def run_chronograd(args_list):
+    """chronograd validations for each (config, target name, offxml, ps), cached (key: the
+    config's and the .offxml's content, the target, ps)."""
+    keys = [json.dumps(["chronograd", hashlib.sha256(Path(config).read_bytes()).hexdigest(),
+                        _job_key(offxml, name, 0, 0, ps, 0)])
+            for config, name, offxml, ps in args_list]
+    return _cached(_cg_job, keys, args_list, "chronograd")
 
 
 def run_fit(config, out, skip):
@@ -206,6 +241,8 @@ def main():
     # judge a 0.3 bar)
     ap.add_argument("--prod-ps", type=float, default=400.0)
     ap.add_argument("--gas-ns", type=float, default=2.0)
+    ap.add_argument("--cg-ps", type=float, default=0.0,
+                    help="chronograd validation runs of this many ps (default: the fit's own)")
     ap.add_argument("--baseline-only", action="store_true",
                     help="run (and cache) only the Sage 2.2.1 simulations; no fit needed")
     args = ap.parse_args()
@@ -233,6 +270,10 @@ def main():
             val = summary["validation"][t["name"]]
             for when, ffile in (("before", BASE), ("after", fitted)):
                 jobs.append((name, t, exp, val[when], when, str(ffile)))
+    if args.cg_ps:  # chronograd's own, longer validations replace the fit's
+        cg_runs = run_chronograd([(FITS[j[0]][0], j[1]["name"], j[5], args.cg_ps)
+                                  for j in jobs])
+        jobs = [(*j[:3], cg, *j[4:]) for j, cg in zip(jobs, cg_runs, strict=True)]
     results = run_openmm([(j[5], j[1]["smiles"], j[1]["n_molecules"], args.equil_ps,
                            args.prod_ps, args.gas_ns) for j in jobs])
     # one RESULTS section per fit ("liquid-water", "liquid-alcohols"), so that judging one
@@ -262,10 +303,15 @@ def main():
             f"## Liquid fit judged in OpenMM: {name} (issue 20; `benchmarks/bench_liquid.py`)",
             "",
             f"Command: `{' '.join(['python benchmarks/bench_liquid.py', *sys.argv[1:]])}`"
-            f" (all numbers from one run; the fit is the shipped example,"
+            f" (each number from one simulation; simulations of the same inputs are reused from"
+            f" `out/{CACHE.name}`, e.g. the Sage runs of `--baseline-only` made while the fit"
+            f" ran; the fit is the shipped example,"
             f" `chronograd fit {FITS[name][0].relative_to(ROOT)}`).",
             machine_line(), "",
-            f"chronograd: the fit's own fresh validation runs (report.md). OpenMM: the `.offxml`"
+            ("chronograd: the fit's own fresh validation runs (report.md)." if not args.cg_ps
+             else f"chronograd: fresh validation runs of {args.cg_ps:g} ps (the fitted target's"
+             " `validate`, its settings otherwise; the fit's own are in report.md).")
+            + " OpenMM: the `.offxml`"
             f" through OpenFF Interchange, CPU platform, {args.equil_ps:g} ps +"
             f" {args.prod_ps:g} ps NPT (LangevinMiddle 2 fs, 1/ps, MC barostat every 25 steps)"
             f" and {args.gas_ns:g} ns of the gas molecule. ± standard errors (statistical"
