@@ -72,6 +72,20 @@ def test_fit_checkpoint_refuses_other_optimizers_and_parameters(tmp_path):
     with pytest.raises(InputError, match="does not fit its log"):
         restore_fit_checkpoint(*opened, path=path, labels=blob["labels"],
                                state_template=adam.init(np.zeros(2)), iterations=1)
+    # the runner's log starts with the starting force field's entry (iteration 0)
+    started = {**blob, "log": [{"iteration": 0, "loss": 3.0}, *blob["log"]]}
+    write_fit_checkpoint(path, started, config_sha256="c" * 64)
+    restore_fit_checkpoint(*open_fit_checkpoint(path, config_sha256="c" * 64,
+                                                config_path="fit.toml"),
+                           path=path, labels=blob["labels"],
+                           state_template=adam.init(np.zeros(2)), iterations=5)
+    gap = {**blob, "log": [{"iteration": 0, "loss": 3.0}, blob["log"][1]]}
+    write_fit_checkpoint(path, gap, config_sha256="c" * 64)
+    with pytest.raises(InputError, match="does not fit its log"):
+        restore_fit_checkpoint(*open_fit_checkpoint(path, config_sha256="c" * 64,
+                                                    config_path="fit.toml"),
+                               path=path, labels=blob["labels"],
+                               state_template=adam.init(np.zeros(2)), iterations=5)
     with pytest.raises(InputError, match="the config changed"):
         open_fit_checkpoint(path, config_sha256="d" * 64, config_path="fit.toml")
 

@@ -160,7 +160,11 @@ def restore_fit_checkpoint(header: dict, arrays: dict, *, path, labels: list[str
     if blob["labels"] != list(labels):
         raise InputError(f"{where}: the checkpoint was written for other parameters (the force"
                          " field or the [[parameters]] selection changed); start a new fit")
-    if not 0 <= blob["iteration"] <= iterations or len(blob["log"]) != blob["iteration"]:
+    # the log: one entry per iteration up to the checkpoint's, after the start's (iteration 0)
+    numbers = [e.get("iteration") for e in blob["log"]]
+    first = numbers[0] if numbers and numbers[0] in (0, 1) else 1
+    if not 0 <= blob["iteration"] <= iterations or \
+            numbers != list(range(first, blob["iteration"] + 1)):
         raise InputError(f"{where}: the checkpoint's iteration {blob['iteration']} does not"
                          f" fit its log ({len(blob['log'])} entries) or the {iterations}"
                          " iterations of the config")
