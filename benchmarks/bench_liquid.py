@@ -19,9 +19,11 @@ Run: `python benchmarks/bench_liquid.py [--only water|alcohols] [--skip-fit]`.
 `--cg-ps N` judges with chronograd validation runs of N ps (the fitted target's own
 ``validate``, at the fit's settings otherwise) instead of the fit's shorter ones, so that
 both engines' runs are equally long. `--baseline-only` runs only the Sage 2.2.1
-simulations (they do not need the fit, so they can run while it does). Every result is
+simulations (OpenMM's, and chronograd's with `--cg-ps`; they do not need the fit, so they can
+run while it does). Every result is
 kept in `out/bench-liquid-openmm.json`, keyed by the `.offxml`'s content, the molecule, the
-run lengths and the OpenMM version (chronograd's: the config's content), and reused.
+run lengths and the OpenMM version (chronograd's: the target's and `[forcefield]`'s settings),
+and reused.
 """
 
 from __future__ import annotations
@@ -212,12 +214,23 @@ def _cg_job(a):
     return out
 
 
+def _cg_key(config, name, offxml, ps):
+    """The cache key of one chronograd validation: what it depends on, i.e. the config's
+    ``[forcefield]`` table and this target's table (not the parameters, priors, optimizer or
+    comments), the .offxml's content and ps."""
+    import tomllib
+
+    raw = tomllib.loads(Path(config).read_text())
+    target = next(t for t in raw["targets"] if t["name"] == name)
+    settings = json.dumps([raw.get("forcefield", {}), target], sort_keys=True, default=str)
+    return json.dumps(["chronograd-target", hashlib.sha256(settings.encode()).hexdigest(),
+                       _job_key(offxml, name, 0, 0, ps, 0)])
+
+
 def run_chronograd(args_list):
-    """chronograd validations for each (config, target name, offxml, ps), cached (key: the
-    config's and the .offxml's content, the target, ps)."""
-    keys = [json.dumps(["chronograd", hashlib.sha256(Path(config).read_bytes()).hexdigest(),
-                        _job_key(offxml, name, 0, 0, ps, 0)])
-            for config, name, offxml, ps in args_list]
+    """chronograd validations for each (config, target name, offxml, ps), cached
+    (``_cg_key``)."""
+    keys = [_cg_key(*a) for a in args_list]
     return _cached(_cg_job, keys, args_list, "chronograd")
 
 
@@ -244,7 +257,8 @@ def main():
     ap.add_argument("--cg-ps", type=float, default=0.0,
                     help="chronograd validation runs of this many ps (default: the fit's own)")
     ap.add_argument("--baseline-only", action="store_true",
-                    help="run (and cache) only the Sage 2.2.1 simulations; no fit needed")
+                    help="run (and cache) only the Sage 2.2.1 simulations (OpenMM; with --cg-ps,"
+                    " chronograd's too); no fit needed")
     args = ap.parse_args()
     import tomllib
 
@@ -256,6 +270,10 @@ def main():
                    for t in tomllib.loads(FITS[name][0].read_text())["targets"]]
         run_openmm([(BASE, t["smiles"], t["n_molecules"], args.equil_ps, args.prod_ps,
                      args.gas_ns) for t in targets])
+        if args.cg_ps:  # and chronograd's Sage validations
+            run_chronograd([(FITS[name][0], t["name"], BASE, args.cg_ps)
+                            for name in ([args.only] if args.only else list(FITS))
+                            for t in tomllib.loads(FITS[name][0].read_text())["targets"]])
         return
     for name in [args.only] if args.only else list(FITS):
         config, out = FITS[name]
