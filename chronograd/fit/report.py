@@ -53,10 +53,12 @@ def write_report(folder: Path, cfg, obj, log, summary, phi0, phi) -> None:
              f" {summary['optimizer']}, {summary['iterations']} iterations (stopped:"
              f" {summary.get('stopped', 'iteration limit')}); objective"
              f" {summary['loss_initial']:.6g} -> {summary['loss_final']:.6g}.", "",
-             "## Against QM, before and after", "",
-             "Relative energies in kJ/mol, forces in kJ/mol/nm, bond lengths in nm, angles in"
-             " degrees (RMSE over the split's geometries).", "",
-             "| target | split | geometries | quantity | before | after |",
+             "## Targets, before and after", "",
+             "Against QM: relative energies in kJ/mol, forces in kJ/mol/nm, bond lengths in"
+             " nm, angles in degrees (RMSE over the split's geometries). Liquids: density in"
+             " g/mL and H_vap in kJ/mol, estimated from the fit's sample (its stored liquid"
+             " frames).", "",
+             "| target | split | geometries (liquids: frames) | quantity | before | after |",
              "|---|---|---|---|---|---|"]
     for name, split, n, key, a, b in metric_rows(summary):
         lines.append(f"| {name} | {split} | {n} | {key} | {a:.4g} | {b:.4g} |")
