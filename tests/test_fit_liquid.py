@@ -245,7 +245,8 @@ def test_water_fit_improves_water_beyond_the_validation_errors(tmp_path):
     assert f"seed = {seed}" in text
     (work / "water_liquid.toml").write_text(text)
     cfg = load_config(work / "water_liquid.toml")
-    first = run_fit(cfg, progress=False, stop_after=2)
+    # stopped after the first iteration: the fit may converge (within noise) at the second
+    first = run_fit(cfg, progress=False, stop_after=1)
     assert not first["finished"]
     summary = run_fit(cfg, progress=False, resume=True)
     log = [json.loads(line) for line in (work / "out" / "log.jsonl").read_text().splitlines()]
