@@ -266,14 +266,13 @@ def main():
 
     jobs = []  # (fit name, target, experiment, chronograd validation, when, .offxml)
     if args.baseline_only:
-        targets = [t for name in ([args.only] if args.only else list(FITS))
+        targets = [(name, t) for name in ([args.only] if args.only else list(FITS))
                    for t in tomllib.loads(FITS[name][0].read_text())["targets"]]
         run_openmm([(BASE, t["smiles"], t["n_molecules"], args.equil_ps, args.prod_ps,
-                     args.gas_ns) for t in targets])
+                     args.gas_ns) for _, t in targets])
         if args.cg_ps:  # and chronograd's Sage validations
             run_chronograd([(FITS[name][0], t["name"], BASE, args.cg_ps)
-                            for name in ([args.only] if args.only else list(FITS))
-                            for t in tomllib.loads(FITS[name][0].read_text())["targets"]])
+                            for name, t in targets])
         return
     for name in [args.only] if args.only else list(FITS):
         config, out = FITS[name]
