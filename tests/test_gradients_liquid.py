@@ -3,13 +3,13 @@ NPT at 300 K and 1 bar) against finite differences of re-simulated averages (slo
 
 The water-oxygen sigma is moved by +-1 %; both runs start from the same equilibrated state
 with the same key (matched seeds; CHRONOGRAD_TEST_SEED shifts the keys). The ensemble
-gradient is evaluated from each run's own frames and the two are averaged (the gradient at the centre to O(h^2)); every error bar is
-a standard error from the data (``mean_std_error`` and the ensemble gradient's delta
-method, both with the statistical inefficiency). 100 ps per side: at 40 ps the density has
-~5-10 effective samples, its covariance with dU/dsigma is low by ~g/n and the errors
-themselves are uncertain by ~30 % (two 40 ps runs: 1.9 and 4.6 reported standard errors
-apart; five 40 ps pieces of a 200 ps pair spread 1.5x their reported finite-difference
-error; docs/gradients.md)."""
+gradient is evaluated from each run's own frames and the two are averaged (the gradient at
+the centre to O(h^2)); every error bar is a standard error from the data (``mean_std_error``
+and the ensemble gradient's delta method, both with the statistical inefficiency). 100 ps
+per side: at 40 ps the density has ~5-10 effective samples and the errors themselves are
+uncertain by ~30 % (two 40 ps runs: 1.9 and 4.6 reported standard errors apart; five 40 ps
+pieces of a 200 ps pair spread 1.5x their reported finite-difference error; RESULTS
+"liquid-gradient", docs/gradients.md)."""
 
 import os
 
