@@ -53,3 +53,20 @@ def write_section(name: str, body: str) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text)
     print(body)
+
+
+def best_time(fn, *args, repeats: int = 10) -> float:
+    """Fastest of ``repeats`` calls of ``fn(*args)`` after one warm-up call, seconds (the
+    machine's noise only ever adds time)."""
+    import time
+
+    import jax
+
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return min(times)
+

@@ -29,7 +29,7 @@ import openmm
 import openmm.unit as u
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import machine_line, write_section  # noqa: E402
+from _results import best_time, machine_line, write_section  # noqa: E402
 
 import chronograd as cg  # noqa: E402
 from chronograd.dynamics import langevin  # noqa: E402
@@ -40,17 +40,6 @@ from chronograd.potentials import ewald  # noqa: E402
 from chronograd.system import structure as st  # noqa: E402
 from chronograd.system.forces import force_fn  # noqa: E402
 from chronograd.topology.boxes import water_box  # noqa: E402
-
-
-def best_time(fn, *args, repeats=10):
-    """Fastest of ``repeats`` calls, seconds (the machine's noise only ever adds time)."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def water(length_nm):
