@@ -294,8 +294,8 @@ def test_standard_errors_match_the_spread_of_replicas():
     reported standard errors is within a factor 1.5 of the replicas' observed spread
     (measured, seed 0: spread / reported 1.02 density, 1.17 H_vap; with pymbar's
     uncorrected g 1.18 and 1.64; after the issue-19 changes seed 0 gave 1.72 for the
-    density, a failure, and seed 1 0.92 / 0.81: docs/fitting.md). (With fixed 5 ps runs, ~6 effective samples, the density's
-    was 1.5-3x too small.)"""
+    density, a failure, and seed 1 0.92 / 0.81: docs/fitting.md). (With fixed 5 ps runs,
+    ~6 effective samples, the density's was 1.5-3x too small.)"""
     ff = cg.ForceField(FF)
     seed = 11 + 100 * int(os.environ.get("CHRONOGRAD_TEST_SEED", "0"))
     target = LiquidTarget(ff, smiles="O", n_molecules=256, temperature=T, density=0.99705,
