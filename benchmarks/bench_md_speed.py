@@ -56,7 +56,7 @@ def openmm_context(system, box, integrator):
     return ctx
 
 
-def rebuild_interval(integ, state, steps=200):
+def rebuild_interval(integ, state, steps=200, skin=0.1):
     """Mean steps between neighbor-list rebuilds (the list's own displacement rule replayed on
     the positions of every step)."""
     frames = []
@@ -68,7 +68,7 @@ def rebuild_interval(integ, state, steps=200):
             frames.append(np.asarray(s.positions))
 
     simulate(integ, state, steps, reporters=[Every()], chunk=1)
-    half_skin2 = (0.5 * 0.1) ** 2
+    half_skin2 = (0.5 * skin) ** 2
     box = np.diag(np.asarray(state.box))
     ref, rebuilds = frames[0], 0
     for p in frames[1:]:

@@ -25,32 +25,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import best_time, machine_line, write_section  # noqa: E402
-from bench_md_speed import water  # noqa: E402
+from bench_md_speed import rebuild_interval, water  # noqa: E402
 
 from chronograd.dynamics import langevin  # noqa: E402
 from chronograd.dynamics.runner import simulate  # noqa: E402
 from chronograd.system.forces import force_fn  # noqa: E402
-
-
-def steps_between_rebuilds(integ, state, steps, skin):
-    frames = []
-
-    class Every:
-        every = 1
-
-        def report(self, s, info):
-            frames.append(np.asarray(s.positions))
-
-    simulate(integ, state, steps, reporters=[Every()], chunk=1)
-    half_skin2 = (0.5 * skin) ** 2
-    box = np.diag(np.asarray(state.box))
-    ref, rebuilds = frames[0], 0
-    for p in frames[1:]:
-        d = p - ref
-        d -= np.round(d / box) * box
-        if np.max(np.sum(d * d, -1)) > half_skin2:
-            rebuilds, ref = rebuilds + 1, p
-    return (len(frames) - 1) / max(rebuilds, 1)
 
 
 def ms_per_step(integ, state, n_steps, rounds=3):
@@ -85,7 +64,7 @@ def main():
         ef = jax.jit(force_fn(system, fns))
         t_ef = best_time(ef, jnp.asarray(x_eq), b, system.params, nbrs)
         t_rebuild = best_time(fns.rebuild, jnp.asarray(x_eq), nbrs, b, repeats=5)
-        interval = steps_between_rebuilds(integ, s, 200, skin)
+        interval = rebuild_interval(integ, s, 200, skin)
         t_step = ms_per_step(integ, s, args.steps)
         rows.append((skin, nbrs.idx.shape[1], t_ef, t_rebuild, interval, t_step))
         print(rows[-1], flush=True)
