@@ -130,3 +130,37 @@ def test_translation_and_rotation_invariance_in_vacuum(villin_vacuum):
     # net force and torque vanish
     assert np.abs(np.asarray(f0).sum(0)).max() < 1e-8
     assert np.abs(np.cross(np.asarray(x), np.asarray(f0)).sum(0)).max() < 1e-6
+
+
+@pytest.mark.parametrize("method", ["PME", "LJPME", "NoCutoff"])
+def test_total_energy_program_equals_sum_of_terms(method):
+    """energy_fn evaluates the nonbonded pairs as one summed kernel output (one force pass);
+    its value and derivatives in positions, parameters and the box, reverse and forward, are
+    those of the reported terms' sum."""
+    omm, pos, box = water_box(method=getattr(app, method), cutoff=0.55, box_nm=1.2)
+    system = cg.from_openmm(omm)
+    x = jnp.asarray(pos)
+    b = None if method == "NoCutoff" else jnp.asarray(box)
+    terms = system.energy_terms_fn()
+
+    def summed(y, bb, p):
+        return sum(terms(y, bb, p).values())
+
+    total = system.energy_fn()
+    assert float(total(x, b, system.params)) == pytest.approx(
+        float(summed(x, b, system.params)), rel=1e-12)
+    argnums = (0, 2) if b is None else (0, 1, 2)
+    expect = jax.grad(summed, argnums)(x, b, system.params)
+    got = jax.grad(total, argnums)(x, b, system.params)
+    for e, g in zip(jax.tree_util.tree_leaves(expect), jax.tree_util.tree_leaves(got),
+                    strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-9,
+                                   atol=1e-9 * float(jnp.max(jnp.abs(e))) + 1e-12)
+    v = jnp.asarray(np.random.default_rng(1).normal(size=x.shape))
+    hv_expect = jax.jvp(jax.grad(summed), (x, b, system.params), (v, None if b is None else
+                        jnp.zeros_like(b), jax.tree_util.tree_map(jnp.zeros_like,
+                                                                  system.params)))[1]
+    hv = jax.jvp(jax.grad(total), (x, b, system.params), (v, None if b is None else
+                 jnp.zeros_like(b), jax.tree_util.tree_map(jnp.zeros_like, system.params)))[1]
+    np.testing.assert_allclose(np.asarray(hv), np.asarray(hv_expect), rtol=1e-8,
+                               atol=1e-8 * float(jnp.max(jnp.abs(hv_expect))))

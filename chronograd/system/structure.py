@@ -81,6 +81,20 @@ def term_energies(structure: SystemStructure, positions, box, slots, pairs=None)
     return out
 
 
+def term_total(term, positions, box, slots, pairs=None):
+    """One term's total energy, kJ/mol: its ``energy`` when it has one (a cheaper program for
+    the same sum, e.g. the nonbonded term's one-output pair kernel), else the sum of its
+    ``energy_terms``."""
+    if hasattr(term, "energy"):
+        return term.energy(positions, box, slots[term.name], pairs)
+    return sum(term.energy_terms(positions, box, slots[term.name], pairs).values())
+
+
+def total_of_terms(structure: SystemStructure, positions, box, slots, pairs=None):
+    """Total energy of all terms at positions with sites placed, kJ/mol."""
+    return sum(term_total(term, positions, box, slots, pairs) for term in structure.terms)
+
+
 # energy_terms and total_energy are jitted so that code tracing them many times (a line
 # search, vmap over a batch, a custom VJP) traces each once per argument shapes: inside
 # another jit they are inlined, so compiled programs do not change.
@@ -94,8 +108,10 @@ def energy_terms(structure: SystemStructure, positions, box, params, pairs=None)
 
 @jax.jit
 def total_energy(structure: SystemStructure, positions, box, params, pairs=None):
-    """Pure total potential energy, kJ/mol."""
-    return sum(energy_terms(structure, positions, box, params, pairs).values())
+    """Pure total potential energy, kJ/mol (equal to the sum of ``energy_terms``)."""
+    slots = slots_of(structure, params)
+    x = place_sites(structure, positions, slots)
+    return total_of_terms(structure, x, box, slots, pairs)
 
 
 def term_names(structure: SystemStructure) -> tuple[str, ...]:

@@ -38,11 +38,13 @@ def _host_terms(structure, positions, box, params, neighbors):
 
 
 def _host_total(structure, positions, box, params, neighbors):
-    return sum(_host_terms(structure, positions, box, params, neighbors).values())
+    pairs = None if neighbors is None else neighbors.pairs()
+    return st.total_energy(structure, positions, box, params, pairs)
 
 
 # Compiled once per structure shape and options (not per system): see contract 3.
 _TERMS_JIT = jax.jit(_host_terms)
+_TOTAL_JIT = jax.jit(_host_total)
 _VALUE_AND_GRAD_JIT = jax.jit(jax.value_and_grad(_host_total, argnums=1))
 # One program, not one dispatch per slot-map operation. It runs once per export or report
 # (gathers and scatters, no arithmetic worth optimizing), so it is compiled without LLVM's
@@ -143,8 +145,13 @@ class System:
         matter (``pairs.MAX_PARTICLE_DENSITY``); a denser input gives NaN energies, never a
         silently truncated sum.
         """
-        key = ("energy_terms_fn", bool(neighbor_list))
-        if key in self._cache:
+        return self._pure_fn("terms", neighbor_list)
+
+    def _pure_fn(self, what: str, neighbor_list: bool):
+        """``energy_terms_fn`` (``what`` "terms") or ``energy_fn`` ("total": the same sum as
+        one program per term, e.g. the nonbonded pairs as one kernel output)."""
+        key = (what, bool(neighbor_list))
+        if key in self._cache:  # one function object per system: a stable key for jit caches
             return self._cache[key]
         structure = self.structure
         in_trace = None
@@ -157,18 +164,24 @@ class System:
                 slots = st.slots_of(structure, params)
                 x = st.place_sites(structure, positions, slots)
                 built = fns.rebuild(jax.lax.stop_gradient(x), skeleton, box)
-                out = st.term_energies(structure, x, box, slots, built.pairs())
-                return {k: jnp.where(built.did_overflow, jnp.nan, v) for k, v in out.items()}
+                if what == "total":
+                    out = st.total_of_terms(structure, x, box, slots, built.pairs())
+                else:
+                    out = st.term_energies(structure, x, box, slots, built.pairs())
+                return jax.tree_util.tree_map(
+                    lambda v: jnp.where(built.did_overflow, jnp.nan, v), out)
 
         # Compiled programs shared by every system of the same shapes (the structure is an
         # argument), so calling U eagerly, or jax.grad(U) outside jit, runs compiled code.
-        def energy_terms(positions, box, params, neighbors=None):
+        compiled = _TOTAL_JIT if what == "total" else _TERMS_JIT
+
+        def pure(positions, box, params, neighbors=None):
             if neighbors is not None or in_trace is None:
-                return _TERMS_JIT(structure, positions, box, params, neighbors)
+                return compiled(structure, positions, box, params, neighbors)
             return in_trace(positions, box, params)
 
-        fn = energy_terms if neighbor_list else (
-            lambda positions, box, params: energy_terms(positions, box, params))
+        fn = pure if neighbor_list else (
+            lambda positions, box, params: pure(positions, box, params))
         self._cache[key] = fn
         return fn
 
@@ -188,20 +201,10 @@ class System:
         Returns ``U(positions [N,3] nm, box [3,3] nm | None, params)`` or, with
         ``neighbor_list=True``, ``U(positions, box, params, neighbors)`` where ``neighbors``
         comes from ``system.neighbor_list()``. Both are jit-able and differentiable in
-        positions, box and params; memory is O(N) for systems with a cutoff.
+        positions, box and params; memory is O(N) for systems with a cutoff. U equals the sum
+        of ``energy_terms_fn``'s values (to rounding).
         """
-        key = ("energy_fn", bool(neighbor_list))
-        if key in self._cache:  # one function object per system: a stable key for jit caches
-            return self._cache[key]
-        terms_fn = self.energy_terms_fn(neighbor_list=True)
-
-        def energy(positions, box, params, neighbors=None):
-            return sum(terms_fn(positions, box, params, neighbors).values())
-
-        fn = energy if neighbor_list else (
-            lambda positions, box, params: energy(positions, box, params))
-        self._cache[key] = fn
-        return fn
+        return self._pure_fn("total", neighbor_list)
 
     def neighbor_list(self, *, skin: float = 0.1, capacity_multiplier: float = 1.25):
         """Neighbor list for this system's cutoff (the nonbonded term's, with its exceptions
