@@ -33,7 +33,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chronograd.space.periodic import check_reduced_box, minimum_image, perpendicular_widths
+from chronograd.space.periodic import (
+    check_reduced_box,
+    minimum_image,
+    perpendicular_widths,
+    squared_distances,
+)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -271,9 +276,7 @@ def neighbor_list(
         def one_chunk(atom_ids):
             ids = jnp.minimum(atom_ids, n - 1)
             cand = _candidates(ids, cells, table, dims)
-            xj = positions[jnp.minimum(cand, n - 1)]
-            dr = minimum_image(positions[ids][:, None, :] - xj, box)
-            r2 = jnp.sum(dr * dr, axis=-1)
+            r2 = squared_distances(positions, ids[:, None], jnp.minimum(cand, n - 1), box)
             valid = (cand < n) & (atom_ids[:, None] < n) & (r2 < list_cutoff**2)
             if dims is not None:  # all-atom candidates are owned by construction
                 valid = valid & _owns_pair(ids[:, None], cand)

@@ -93,6 +93,23 @@ def minimum_image(dr, box):
     return dr
 
 
+def squared_distances(positions, i, j, box):
+    """|minimum image of x_i - x_j|^2 for index arrays i, j of broadcastable shapes.
+
+    Computed one coordinate at a time (1-D gathers, no [..., 3] intermediates): XLA:CPU
+    gathers and vectorizes arrays with a minor axis of 3 poorly, and a neighbor-list search
+    over all candidates runs about 2x faster this way. The same operations as
+    ``minimum_image``, in the same order.
+    """
+    dim = positions.shape[-1]
+    d = [positions[:, k][i] - positions[:, k][j] for k in range(dim)]
+    if box is not None:
+        for k in reversed(range(dim)):  # c, then b, then a
+            shift = jnp.round(d[k] / box[k, k])
+            d = [d[m] - shift * box[k, m] for m in range(dim)]
+    return sum(c * c for c in d)
+
+
 def displacement(positions, i, j, box):
     """r_i - r_j for index arrays i, j (minimum image when ``box`` is given)."""
     return minimum_image(positions[i] - positions[j], box)
