@@ -91,8 +91,8 @@ def breakdown(system, x, box):
     q = slots[nb.name]["charge"]
     ef = jax.jit(jax.value_and_grad(system.energy_fn(neighbor_list=True)))
 
-    def pairs_only(y):
-        return sum(nb.energy_terms(y, b, {**slots[nb.name], "charge": q}, nbrs.pairs()).values())
+    def pairs_only(y):  # the nonbonded term as energy_fn evaluates it (one summed pair output)
+        return nb.energy(y, b, slots[nb.name], nbrs.pairs())
 
     def reciprocal(y):
         return ewald.pme_reciprocal_energy(y, b, q, nb.alpha, nb.grid)
