@@ -1,0 +1,131 @@
+"""Why energy + forces per atom grow from 2.7k to 26k atoms: two levers, measured (issue 19 c).
+
+1. FFT sizes. chronograd chooses the PME grid as OpenMM's Reference platform does
+   (``max(6, ceil(2 alpha L / (3 tol^(1/5))))``: 41 and 89 points per axis for the 3 and 6.5 nm
+   water boxes, both prime). OpenMM's CPU platform rounds each axis up to a size with factors
+   <= 7 (one 11 or 13 allowed; z even), here 42 and 90. Timed: rfftn + irfftn of each grid.
+2. Atom order. The direct-space pair pass (Lennard-Jones switched 0.8-0.9 nm + Ewald real
+   space, one output, as ``bench_pair_reduction``) and the neighbor-list rebuild on the
+   26,067-atom box with its molecules in the builder's order, shuffled, and sorted by the
+   0.5 nm cell of their oxygen (x, then y, then z).
+
+Each timing is the fastest of 5 calls of one compiled program. Run:
+`python benchmarks/bench_scaling_levers.py` (~1 min).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_pair_reduction as pair_bench  # noqa: E402
+from _results import best_time, machine_line, write_section  # noqa: E402
+
+from chronograd.potentials import pair as pp  # noqa: E402
+from chronograd.space.neighbor_list import neighbor_list  # noqa: E402
+from chronograd.topology.boxes import water_box  # noqa: E402
+
+
+def fft_size(minimum: int, last: bool) -> int:
+    """The smallest size >= minimum whose factors are <= 7, with at most one 11 or 13 (and even
+    for the last axis): the rule of OpenMM's CPU PME kernel."""
+    k = max(1, minimum)
+    while True:
+        if last and k % 2:
+            k += 1
+            continue
+        rest = k
+        for f in (2, 3, 5, 7):
+            while rest % f == 0:
+                rest //= f
+        if rest in (1, 11, 13):
+            return k
+        k += 1
+
+
+def fft_rows():
+    rows = []
+    for k in (41, 89):
+        fast = fft_size(k, last=False)
+        times = []
+        for size in (k, fast):
+            g = jnp.asarray(np.random.default_rng(0).normal(size=(size,) * 3))
+            f = jax.jit(lambda a: jnp.fft.irfftn(jnp.fft.rfftn(a), a.shape))
+            times.append(best_time(f, g, repeats=5))
+        rows.append(f"| {k}^3 -> {fast}^3 | {times[0] * 1e3:.2f} | {times[1] * 1e3:.2f} |"
+                    f" {times[0] / times[1]:.1f} |")
+    return rows
+
+
+def order_rows(length_nm: float):
+    _, pos, box = water_box(length_nm)
+    pos = np.asarray(pos)
+    n = len(pos)
+    n_mol = n // 3
+    b = jnp.asarray(box)
+    oxygen = np.arange(n) % 3 == 0
+    atoms0 = {"sigma": np.where(oxygen, 0.315, 0.1), "epsilon": np.where(oxygen, 0.636, 0.0),
+              "charge": np.where(oxygen, -0.834, 0.417)}
+    within = np.array([(0, 1), (0, 2), (1, 2)])
+    exclusions0 = (3 * np.arange(n_mol)[:, None, None] + within[None]).reshape(-1, 2)
+    cell = np.floor((pos[::3] % np.diag(np.asarray(box))) / 0.5).astype(int)
+    orders = {"builder's order": np.arange(n_mol),
+              "molecules shuffled": np.random.default_rng(0).permutation(n_mol),
+              "molecules sorted by 0.5 nm cell": np.lexsort((cell[:, 2], cell[:, 1],
+                                                             cell[:, 0]))}
+    rows = []
+    for name, mol_order in orders.items():
+        perm = (3 * mol_order[:, None] + np.arange(3)[None]).ravel()  # new atom k = old perm[k]
+        new_index = np.argsort(perm)
+        x = jnp.asarray(pos[perm])
+        atoms = {k: jnp.asarray(v[perm]) for k, v in atoms0.items()}
+        fns = neighbor_list(n, pair_bench.CUTOFF, skin=pair_bench.SKIN,
+                            exclusions=new_index[exclusions0])
+        nbrs = fns.allocate(x, b)
+
+        def u(y, nbrs=nbrs, atoms=atoms):
+            return sum(pp.pair_sum(pair_bench.kernel, y, b, nbrs.pairs(), atoms,
+                                   cutoff=pair_bench.CUTOFF))
+
+        t_ef = best_time(jax.jit(jax.value_and_grad(u)), x, repeats=5)
+        t_rebuild = best_time(fns.rebuild, x, nbrs, b, repeats=3)
+        rows.append(f"| {name} | {t_ef * 1e3:.1f} | {t_rebuild * 1e3:.1f} |")
+    return n, rows
+
+
+def main():
+    ffts = fft_rows()
+    n, orders = order_rows(6.5)
+    body = "\n".join([
+        "## Per-atom growth: FFT sizes and atom order (issue 19 c;"
+        " `benchmarks/bench_scaling_levers.py`)",
+        "",
+        "Command: `python benchmarks/bench_scaling_levers.py` (all numbers from one run).",
+        machine_line(),
+        "",
+        "PME grids as chosen now (OpenMM Reference's rule) and as OpenMM's CPU platform rounds"
+        " them (factors <= 7); float64, rfftn + irfftn, fastest of 5:",
+        "",
+        "| grid | ms | ms, rounded | ratio |",
+        "|---|---|---|---|",
+        *ffts,
+        "",
+        f"Direct-space pairs (LJ + Ewald real space, one output) and neighbor-list rebuild,"
+        f" {n}-atom TIP3P box, float64, by atom order:",
+        "",
+        "| atom order | pair E+F ms | rebuild ms |",
+        "|---|---|---|",
+        *orders,
+    ])
+    write_section("scaling-levers", body)
+
+
+if __name__ == "__main__":
+    main()
