@@ -47,16 +47,20 @@ def kernel(r, a_i, a_j, shared):
     return (lj + pp.coulomb_ewald_direct(r, a_i["charge"] * a_j["charge"], ALPHA),)
 
 
+def tip3p_atoms(n_atoms: int) -> dict:
+    """TIP3P per-atom sigma (nm), epsilon (kJ/mol) and charge (e) of O, H, H, ... in order."""
+    o = np.arange(n_atoms) % 3 == 0
+    return {"sigma": np.where(o, 0.315, 0.1), "epsilon": np.where(o, 0.636, 0.0),
+            "charge": np.where(o, -0.834, 0.417)}
+
+
 def main():
     mols, pos, box = water_box(3.0)
     system = cg.ForceField("openff-2.2.1.offxml").create_system(mols, box=box)
     x = jnp.asarray(cg.minimize(system, pos, box, tolerance=50.0).positions)
     box = jnp.asarray(box)
     n = x.shape[0]
-    o = np.arange(n) % 3 == 0
-    atoms = {"sigma": jnp.asarray(np.where(o, 0.315, 0.1)),
-             "epsilon": jnp.asarray(np.where(o, 0.636, 0.0)),
-             "charge": jnp.asarray(np.where(o, -0.834, 0.417))}
+    atoms = {k: jnp.asarray(v) for k, v in tip3p_atoms(n).items()}
     fns = neighbor_list(n, CUTOFF, skin=SKIN)
     nbrs = fns.allocate(x, box)
     i_half, j_half = nbrs.pairs()

@@ -70,9 +70,7 @@ def order_rows(length_nm: float):
     n = len(pos)
     n_mol = n // 3
     b = jnp.asarray(box)
-    oxygen = np.arange(n) % 3 == 0
-    atoms0 = {"sigma": np.where(oxygen, 0.315, 0.1), "epsilon": np.where(oxygen, 0.636, 0.0),
-              "charge": np.where(oxygen, -0.834, 0.417)}
+    atoms0 = pair_bench.tip3p_atoms(n)
     within = np.array([(0, 1), (0, 2), (1, 2)])
     exclusions0 = (3 * np.arange(n_mol)[:, None, None] + within[None]).reshape(-1, 2)
     cell = np.floor((pos[::3] % np.diag(np.asarray(box))) / 0.5).astype(int)
