@@ -50,6 +50,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     (["--report-every", "30"], "must be a multiple of --report-every"),
     (["--integrator", "leapfrog"], "unknown integrator 'leapfrog'"),
     (["--precision", "half"], "--precision must be 'double' or 'mixed'"),
+    (["--pme-grid", "fast"], "--pme-grid must be one of fft, exact, got 'fast'"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, expect):
     res = run(*BASE, "--steps", 100, "-o", "x.dcd", *args, cwd=tmp_path)
@@ -88,3 +89,23 @@ def test_unconverged_minimization_is_reported(tmp_path, monkeypatch, status):
     sc.run_simulation(**run)
     warning = [w for w in lines if w.startswith("warning: minimization stopped")]
     assert warning and "RMS force of 42" in warning[0]
+
+
+def test_pme_grid_is_rounded_for_ffts_unless_exact_is_asked():
+    """--pme-grid fft (the default) runs the grid OpenMM's CPU platform runs and says so;
+    exact keeps the derived one; a system without PME is left alone, silently."""
+    import openmm.app as app
+    from reference_systems import water_box
+
+    import chronograd as cg
+    from chronograd.cli import simulate_command as sc
+
+    system = cg.from_openmm(water_box(method=app.PME, box_nm=3.2)[0])
+    lines = []
+    assert sc.choose_pme_grid(system, "exact", lines.append) is system and not lines
+    fast = sc.choose_pme_grid(system, "fft", lines.append)
+    assert fast.nonbonded.grid == (30, 30, 30)
+    assert lines == ["PME grid 29x29x29 -> 30x30x30 (FFT-friendly sizes, as OpenMM's CPU"
+                     " platform runs; --pme-grid exact keeps 29x29x29)"]
+    cutoff = cg.from_openmm(water_box(method=app.CutoffPeriodic, box_nm=3.2)[0])
+    assert sc.choose_pme_grid(cutoff, "fft", lines.append) is cutoff and len(lines) == 1

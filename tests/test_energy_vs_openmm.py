@@ -88,6 +88,57 @@ def test_water_box_pme_alpha_and_grid_match_openmm_context():
         assert_pme_parameters_match_context(omm, cg.from_openmm(omm))
 
 
+def test_fft_pme_grid_is_the_grid_openmm_cpu_runs():
+    """with_fft_pme_grid rounds each axis as OpenMM's CPU platform does (it ran 30 where the
+    Reference platform runs 29); read back from a CPU context after one evaluation, which is
+    when its PME kernel chooses the grid."""
+    from chronograd.potentials.ewald import fft_dimension
+
+    assert [fft_dimension(k) for k in (17, 22, 26, 29, 41, 89, 143)] == [
+        18, 22, 27, 30, 42, 90, 144]
+    omm, pos, _ = water_box(method=app.PME, box_nm=2.5)
+    nb = [f for f in omm.getForces() if isinstance(f, openmm.NonbondedForce)][0]
+    rounded = 0
+    for tol, side in itertools.product((5e-4, 2e-5, 1e-6), (2.2, 3.1, 4.0)):
+        nb.setEwaldErrorTolerance(tol)
+        box = np.diag([side, 1.07 * side, 1.13 * side])
+        omm.setDefaultPeriodicBoxVectors(*box)
+        system = cg.from_openmm(omm)
+        fast = system.with_fft_pme_grid()
+        ctx = openmm.Context(omm, openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("CPU"))
+        ctx.setPositions(pos)
+        ctx.getState(getEnergy=True)
+        assert fast.nonbonded.grid == tuple(nb.getPMEParametersInContext(ctx)[1:]), (tol, side)
+        assert fast.nonbonded.explicit_pme_parameters
+        rounded += fast.nonbonded.grid != system.nonbonded.grid
+    assert rounded >= 5  # the cases exercise the rounding, not only friendly sizes
+
+
+@pytest.mark.parametrize(("method", "side", "grids"), [
+    (app.PME, 3.2, {"grid": (29, 30)}),
+    (app.LJPME, 2.9, {"grid": (26, 27), "lj_grid": (13, 14)}),
+])
+def test_fft_pme_grid_energy_equals_openmm_reference_on_that_grid(method, side, grids):
+    """The rounded grids are passed on by to_openmm, so the Reference platform runs the same
+    ones and energies and forces agree to the same bounds; the grids differ from the derived
+    ones."""
+    omm, pos, box = water_box(method=method, box_nm=side)
+    system = cg.from_openmm(omm)
+    fast = system.with_fft_pme_grid()
+    for name, (derived, rounded) in grids.items():
+        assert getattr(system.nonbonded, name) == (derived,) * 3
+        assert getattr(fast.nonbonded, name) == (rounded,) * 3
+    energy, forces = fast.energy_and_forces(pos, box)
+    e_ref, f_ref = openmm_energy_forces(cg.to_openmm(fast), pos, box)
+    assert abs(energy - e_ref) <= REL_ENERGY * abs(e_ref)
+    assert np.abs(forces - f_ref).max() <= MAX_FORCE
+    e_exact, f_exact = system.energy_and_forces(pos, box)
+    assert np.abs(f_exact - forces).max() > 10 * MAX_FORCE  # a different grid, not a no-op
+    # the two grids differ by less than PME's own error at this tolerance (5e-4)
+    assert abs(e_exact - energy) <= system.nonbonded.ewald_error_tolerance * abs(e_ref)
+
+
 def test_water_box_ljpme():
     # OpenMM ignores the switching function with LJPME; so must chronograd.
     omm, pos, box = water_box(method=app.LJPME, switchDistance=0.75 * u.nanometer)

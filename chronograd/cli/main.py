@@ -296,6 +296,10 @@ def simulate(
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same run)."),
     precision: str = typer.Option("double", "--precision",
                                   help="double | mixed (float32 forces, float64 state)."),
+    pme_grid: str = typer.Option(
+        "fft", "--pme-grid", help="fft: PME grid sizes rounded up for fast FFTs, as OpenMM's"
+        " CPU platform runs them | exact: the sizes the Ewald tolerance gives, as OpenMM's"
+        " Reference platform runs them."),
 ) -> None:
     """Run molecular dynamics; writes the trajectory, a PDB of the start and (optionally) a
     state-data CSV and checkpoints. Units: nm, ps, K, bar. Every option and input is checked
@@ -306,7 +310,8 @@ def simulate(
         timestep=timestep, temperature=temperature, pressure=pressure, friction=friction,
         steps=steps, report_every=report_every, integrator=integrator, output=output,
         state_data=state_data, checkpoint=checkpoint, resume=resume, seed=seed,
-        solvate=solvate, liquid=liquid, density=density, precision=precision)
+        solvate=solvate, liquid=liquid, density=density, precision=precision,
+        pme_grid=pme_grid)
     if ff is not None or potential is not None:
         if source is not None and (molecule is not None or smiles is not None):
             _fail("give the molecule once: MOLECULE.sdf, --molecule or --smiles")

@@ -18,6 +18,7 @@ from chronograd import units
 from chronograd.errors import InputError
 
 INTEGRATORS = ("langevin", "verlet", "nose-hoover", "brownian")
+PME_GRIDS = ("fft", "exact")
 
 
 def parse_quantity(text: str, kind: str, default_unit: str) -> float:
@@ -33,7 +34,7 @@ def parse_quantity(text: str, kind: str, default_unit: str) -> float:
 
 def check_options(*, timestep, temperature, pressure, friction, steps, report_every,
                   integrator, output, state_data, checkpoint, resume, seed, solvate, liquid,
-                  density, precision="double") -> dict:
+                  density, precision="double", pme_grid="fft") -> dict:
     """Every option of ``chronograd simulate`` checked (values, units, physical sense, output
     folders) before anything is built or written; returns the run options in internal units.
     """
@@ -56,6 +57,8 @@ def check_options(*, timestep, temperature, pressure, friction, steps, report_ev
         raise InputError(f"unknown integrator {integrator!r}; use {', '.join(INTEGRATORS)}")
     if precision not in ("double", "mixed"):
         raise InputError(f"--precision must be 'double' or 'mixed', got {precision!r}")
+    if pme_grid not in PME_GRIDS:
+        raise InputError(f"--pme-grid must be one of {', '.join(PME_GRIDS)}, got {pme_grid!r}")
     if steps < 1:
         raise InputError(f"--steps must be at least 1, got {steps}")
     if report_every < 1 or steps % report_every:
@@ -81,7 +84,23 @@ def check_options(*, timestep, temperature, pressure, friction, steps, report_ev
     return {"steps": steps, "timestep": dt, "temperature": temp, "pressure": press,
             "friction": friction, "integrator": integrator, "output": output,
             "report_every": report_every, "state_data": state_data, "checkpoint": checkpoint,
-            "resume": resume, "seed": seed, "precision": precision}
+            "resume": resume, "seed": seed, "precision": precision, "pme_grid": pme_grid}
+
+
+def choose_pme_grid(system, pme_grid: str, echo):
+    """``--pme-grid fft`` (default): PME grid axes rounded up to FFT-friendly sizes, as OpenMM's
+    CPU platform runs them (System.with_fft_pme_grid); ``exact``: the derived sizes, as
+    OpenMM's Reference platform runs them. Says what it chose when the two differ."""
+    if pme_grid == "exact":
+        return system
+    fast = system.with_fft_pme_grid()
+    before, after = system.nonbonded, fast.nonbonded
+    if fast is not system and (before.grid, before.lj_grid) != (after.grid, after.lj_grid):
+        def size(g):
+            return "x".join(map(str, g))
+        echo(f"PME grid {size(before.grid)} -> {size(after.grid)} (FFT-friendly sizes, as"
+             f" OpenMM's CPU platform runs; --pme-grid exact keeps {size(before.grid)})")
+    return fast
 
 
 def load_system(system_json: Path, positions: Path):
@@ -156,7 +175,8 @@ def write_topology_pdb(path: Path, molecules, positions, box, n_particles: int) 
 
 def run_simulation(*, system, positions, box, molecules, steps, timestep, temperature,
                    pressure, friction, integrator, minimize_first, output, report_every,
-                   checkpoint, resume, seed, state_data, echo, precision="double"):
+                   checkpoint, resume, seed, state_data, echo, precision="double",
+                   pme_grid="exact"):
     """Build the integrator, check the inputs against the system, then (only then) write the
     starting PDB and run. On a blow-up the last good state is written next to the trajectory
     and the error names it."""
@@ -187,6 +207,7 @@ def run_simulation(*, system, positions, box, molecules, steps, timestep, temper
     }
     if pressure is not None and box is None:
         raise InputError("--pressure needs a periodic box (use --solvate or --liquid)")
+    system = choose_pme_grid(system, pme_grid, echo)
     full, box = system.check_inputs(positions, box)
     integ = makers[integrator]()
     barostat = None

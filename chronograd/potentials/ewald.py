@@ -75,6 +75,31 @@ def pme_parameters(
     return alpha, grid
 
 
+def fft_dimension(minimum: int) -> int:
+    """The smallest grid size >= ``minimum`` that FFTs run fast on, by the rule of OpenMM's CPU
+    platform (``CpuCalcPmeReciprocalForceKernel::findFFTDimension``, OpenMM 8): no prime factor
+    above 7 except at most one 11.
+
+    A prime size such as 41 or 89 costs 2.5x and 6x the FFT of 42 or 90 (benchmarks/RESULTS.md,
+    "scaling-levers"); a larger grid only lowers the PME discretization error.
+    """
+    size = max(int(minimum), 1)
+    while True:
+        rest = size
+        for factor in (2, 3, 5, 7):
+            while rest % factor == 0:
+                rest //= factor
+        if rest in (1, 11):
+            return size
+        size += 1
+
+
+def fft_grid(grid) -> tuple[int, int, int]:
+    """``grid`` with every axis rounded up by ``fft_dimension``: the grid OpenMM's CPU platform
+    runs when it is asked for ``grid``."""
+    return tuple(fft_dimension(k) for k in grid)
+
+
 def ewald_self_energy(charges, alpha):
     """-K alpha/sqrt(pi) sum q^2, kJ/mol."""
     return -ONE_4PI_EPS0 * alpha / math.sqrt(math.pi) * jnp.sum(charges * charges)

@@ -130,6 +130,28 @@ class System:
         """The same system with another parameter pytree."""
         return replace(self, params=params, _cache={})
 
+    def with_fft_pme_grid(self) -> System:
+        """The same system with its PME grids rounded up to FFT-friendly sizes.
+
+        Each axis of the Coulomb (and LJPME dispersion) grid becomes the smallest size >= its
+        own with no prime factor above 7 except one 11 (``ewald.fft_dimension``): the sizes
+        OpenMM's CPU platform runs (it rounds every grid it is given this way), where the
+        Reference platform, and chronograd by default, use the derived size itself (41^3
+        becomes 42^3, 89^3 becomes 90^3). A finer grid only lowers the PME error. The grids
+        are then explicit, so ``to_openmm`` passes them on and every OpenMM platform uses
+        the same ones. A system without PME is returned unchanged.
+        """
+        from chronograd.potentials.ewald import fft_grid
+
+        nb = self.nonbonded
+        if nb is None or nb.method not in ("PME", "LJPME"):
+            return self
+        changes = {"grid": fft_grid(nb.grid), "explicit_pme_parameters": True}
+        if nb.method == "LJPME":
+            changes.update(lj_grid=fft_grid(nb.lj_grid), explicit_lj_pme_parameters=True)
+        terms = tuple(replace(t, **changes) if t is nb else t for t in self.terms)
+        return replace(self, terms=terms, _cache={})
+
     def slots(self, params=None):
         """System slot values ``{term: {attribute: array}}`` for ``params`` (default: own)."""
         params = self.params if params is None else params
