@@ -41,7 +41,8 @@ def cli_run(workdir: Path, cache: Path, steps: int, padding: float, precision: s
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise SystemExit(f"chronograd simulate failed:\n{res.stderr}")
-    minimized = [ln for ln in res.stdout.splitlines() if ln.startswith(("minimized", "warning"))]
+    minimized = [ln for ln in res.stdout.splitlines()
+                 if ln.startswith(("minimized", "warning", "PME grid"))]
     return wall, minimized
 
 

@@ -41,10 +41,14 @@ from chronograd.system import structure as st  # noqa: E402
 from chronograd.system.forces import force_fn  # noqa: E402
 from chronograd.topology.boxes import water_box  # noqa: E402
 
+PME_GRID = "fft"  # set by --pme-grid
+
 
 def water(length_nm):
     mols, pos, box = water_box(length_nm)
     system = cg.ForceField("openff-2.2.1.offxml").create_system(mols, box=box)
+    if PME_GRID == "fft":  # the grid OpenMM's CPU platform runs anyway; exported explicitly
+        system = system.with_fft_pme_grid()
     x = minimize(system, pos, box, tolerance=50.0).positions
     return system, np.asarray(x), box
 
@@ -178,7 +182,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=500, help="per round (3 rounds)")
     ap.add_argument("--sizes", type=float, nargs="+", default=[3.0, 4.5, 6.5])
+    ap.add_argument("--pme-grid", choices=("fft", "exact"), default="fft",
+                    help="chronograd's PME grid: rounded up for FFTs as OpenMM's CPU platform"
+                    " runs it (System.with_fft_pme_grid), or the derived sizes")
     args = ap.parse_args()
+    global PME_GRID
+    PME_GRID = args.pme_grid
 
     system, x, box = water(3.0)
     n = system.n_atoms
@@ -191,7 +200,8 @@ def main():
         sys_l, x_l, box_l = (system, x, box) if length == 3.0 else water(length)
         t_c, t_m, t_o, e_c, e_o, ferr, (e_err, f_err) = energy_forces(sys_l, x_l, box_l)
         n_l = sys_l.n_atoms
-        rows.append(f"| {n_l} | {t_o * 1e3:.2f} | {t_c * 1e3:.1f} | {t_m * 1e3:.1f} |"
+        grid = "x".join(map(str, sys_l.nonbonded.grid))
+        rows.append(f"| {n_l} | {grid} | {t_o * 1e3:.2f} | {t_c * 1e3:.1f} | {t_m * 1e3:.1f} |"
                     f" {t_c / t_o:.1f} | {t_m / t_o:.1f} | {t_c / n_l * 1e6:.1f} |"
                     f" {t_o / n_l * 1e6:.2f} | {abs(e_c - e_o) / abs(e_o):.1e} / {ferr:.1e} |"
                     f" {e_err:.1e} / {f_err:.1e} |")
@@ -199,7 +209,12 @@ def main():
     body = "\n".join([
         f"## MD speed vs OpenMM CPU (issue 19; Sage TIP3P, rigid water, PME, {n} atoms)",
         "",
-        "Command: `python benchmarks/bench_md_speed.py` (all numbers from one run).",
+        f"Command: `python benchmarks/bench_md_speed.py --pme-grid {PME_GRID}` (all numbers"
+        " from one run). PME grid: "
+        + ("rounded up to FFT-friendly sizes (`System.with_fft_pme_grid`), the grid OpenMM's"
+           " CPU platform runs in any case" if PME_GRID == "fft" else
+           "the derived sizes (OpenMM's CPU platform still runs its rounded ones)")
+        + f"; {'x'.join(map(str, system.nonbonded.grid))} here.",
         machine_line(),
         "",
         f"LangevinMiddle 2 fs, 300 K, friction 1/ps, {args.steps} steps from the same positions"
@@ -224,10 +239,11 @@ def main():
         "Energy + forces per evaluation (chronograd: jitted value_and_grad with the neighbor list"
         " given; OpenMM: getState(energy, forces)):",
         "",
-        "| atoms | OpenMM CPU ms | chronograd f64 ms | chronograd mixed ms | f64 / OpenMM |"
-        " mixed / OpenMM | chronograd f64 us/atom | OpenMM us/atom | f64 vs OpenMM: rel. energy"
-        " / max force diff (kJ/mol/nm) | mixed vs f64: rel. energy / max force diff |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| atoms | PME grid | OpenMM CPU ms | chronograd f64 ms | chronograd mixed ms |"
+        " f64 / OpenMM | mixed / OpenMM | chronograd f64 us/atom | OpenMM us/atom |"
+        " f64 vs OpenMM: rel. energy / max force diff (kJ/mol/nm) |"
+        " mixed vs f64: rel. energy / max force diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
     ])
     write_section("md-speed", body)
