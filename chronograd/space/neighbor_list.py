@@ -1,9 +1,11 @@
 """Cell list -> Verlet neighbor list with a skin, fixed capacity and an overflow flag.
 
 The list is a balanced half list: each unordered pair {i, j} within ``cutoff + skin``
-(minimum image) appears once, in row i when ``(i < j) == (i + j even)`` and in row j otherwise,
-so every row holds about half of its atom's neighbors (an ``i < j`` rule would give the first
-rows all of theirs and the list its worst-case width). Rows are padded with ``n_atoms``.
+(minimum image) appears once, in row i when ``(i < j) == (h(i) == h(j))`` for a hashed bit h
+of each index (``_owns_pair``; the all-atom search below uses the parity of i + j instead) and
+in row j otherwise, so every row holds about half of its atom's neighbors whatever the atom
+order (an ``i < j`` rule would give the first rows all of theirs and the list its worst-case
+width). Rows are padded with ``n_atoms``.
 Excluded pairs (1-2, 1-3, exceptions) are removed at build time using a sorted array of pair
 keys, so memory is O(N): there is never an N x N mask.
 
@@ -145,13 +147,24 @@ def _is_excluded(i, j, excl: _Exclusions, n_atoms):
     return keys[pos] == key
 
 
+def _hash_bit(k):
+    """A pseudo-random bit of each index: the top bit of Knuth's multiplicative hash."""
+    return ((k.astype(jnp.uint32) * jnp.uint32(2654435761)) >> 31).astype(bool)
+
+
 def _owns_pair(i, j):
-    """True for exactly one of (i, j) and (j, i) when i != j, balanced over rows."""
-    return (i != j) & ((i < j) == ((i + j) % 2 == 0))
+    """True for exactly one of (i, j) and (j, i) when i != j, balanced over rows whatever the
+    atom order: row i takes the pair when ``(i < j) == (h(i) == h(j))`` for a hashed bit h.
+    (A parity rule, ``(i < j) == (i + j even)``, left the rows of a water box in the order
+    OpenMM's Modeller tiles it up to 286 entries against a mean of 198; the hashed bit, 231,
+    as for a shuffled or spatially sorted order: the list 19% narrower. RESULTS
+    "scaling-levers".)"""
+    return (i != j) & ((i < j) == (_hash_bit(i) == _hash_bit(j)))
 
 
 def _owned_candidates(atom_ids, n: int):
-    """[C, n // 2 + 1] candidate partners of each atom under the ``_owns_pair`` rule, padded
+    """[C, n // 2 + 1] candidate partners of each atom under the parity rule
+    ``(i < j) == (i + j even)`` (which, unlike the hashed one, can be enumerated), padded
     with n: the atoms below i of the other parity (i - 1, i - 3, ...) and the atoms above i of
     the same parity (i + 2, i + 4, ...), so an all-atom search examines each pair once."""
     i = atom_ids[:, None]
