@@ -1,20 +1,25 @@
 """Why energy + forces per atom grow from 2.7k to 26k atoms: two levers, measured (issue 19 c).
 
-1. FFT sizes. chronograd chooses the PME grid as OpenMM's Reference platform does
+1. FFT sizes. chronograd's default PME grid is OpenMM's Reference platform's
    (``max(6, ceil(2 alpha L / (3 tol^(1/5))))``: 41 and 89 points per axis for the 3 and 6.5 nm
    water boxes, both prime). OpenMM's CPU platform rounds each axis up to a size with factors
-   <= 7 (one 11 or 13 allowed; z even), here 42 and 90. Timed: rfftn + irfftn of each grid.
-2. Atom order. The direct-space pair pass (Lennard-Jones switched 0.8-0.9 nm + Ewald real
-   space, one output, as ``bench_pair_reduction``) and the neighbor-list rebuild on the
-   26,067-atom box with its molecules in the builder's order, shuffled, and sorted by the
-   0.5 nm cell of their oxygen (x, then y, then z).
+   <= 7 (one 11 allowed), here 42 and 90, and so does ``System.with_fft_pme_grid``
+   (``ewald.fft_dimension``). Timed: rfftn + irfftn of each grid.
+2. Atom order and the half list's ownership rule. The direct-space pair pass (Lennard-Jones
+   switched 0.8-0.9 nm + Ewald real space, one output, as ``bench_pair_reduction``) and the
+   neighbor-list rebuild on the 26,067-atom box with its molecules in the builder's order,
+   shuffled, and sorted by the 0.5 nm cell of their oxygen (x, then y, then z); each with the
+   list's ownership rule (a hashed bit of each index) and with the parity rule it replaced
+   (``(i < j) == (i + j even)``, patched in for the comparison only), which left the rows of
+   the builder's order unbalanced and the list wider.
 
 Each timing is the fastest of 5 calls of one compiled program. Run:
-`python benchmarks/bench_scaling_levers.py` (~1 min).
+`python benchmarks/bench_scaling_levers.py` (~2 min).
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -28,32 +33,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_pair_reduction as pair_bench  # noqa: E402
 from _results import best_time, machine_line, write_section  # noqa: E402
 
+from chronograd.potentials import ewald  # noqa: E402
 from chronograd.potentials import pair as pp  # noqa: E402
 from chronograd.space.neighbor_list import neighbor_list  # noqa: E402
 from chronograd.topology.boxes import water_box  # noqa: E402
 
 
-def fft_size(minimum: int, last: bool) -> int:
-    """The smallest size >= minimum whose factors are <= 7, with at most one 11 or 13 (and even
-    for the last axis): the rule of OpenMM's CPU PME kernel."""
-    k = max(1, minimum)
-    while True:
-        if last and k % 2:
-            k += 1
-            continue
-        rest = k
-        for f in (2, 3, 5, 7):
-            while rest % f == 0:
-                rest //= f
-        if rest in (1, 11, 13):
-            return k
-        k += 1
-
-
 def fft_rows():
     rows = []
     for k in (41, 89):
-        fast = fft_size(k, last=False)
+        fast = ewald.fft_dimension(k)
         times = []
         for size in (k, fast):
             g = jnp.asarray(np.random.default_rng(0).normal(size=(size,) * 3))
@@ -79,7 +68,16 @@ def order_rows(length_nm: float):
               "molecules sorted by 0.5 nm cell": np.lexsort((cell[:, 2], cell[:, 1],
                                                              cell[:, 0]))}
     rows = []
-    for name, mol_order in orders.items():
+    module = sys.modules["chronograd.space.neighbor_list"]
+    hashed = module._owns_pair
+
+    def parity(i, j):
+        return (i != j) & ((i < j) == ((i + j) % 2 == 0))
+
+    for (name, mol_order), (rule, owns) in itertools.product(
+            orders.items(), (("hashed bit", hashed), ("parity of i + j", parity))):
+        module._owns_pair = owns  # read when the list's program is traced
+
         perm = (3 * mol_order[:, None] + np.arange(3)[None]).ravel()  # new atom k = old perm[k]
         new_index = np.argsort(perm)
         x = jnp.asarray(pos[perm])
@@ -94,7 +92,10 @@ def order_rows(length_nm: float):
 
         t_ef = best_time(jax.jit(jax.value_and_grad(u)), x, repeats=5)
         t_rebuild = best_time(fns.rebuild, x, nbrs, b, repeats=3)
-        rows.append(f"| {name} | {t_ef * 1e3:.1f} | {t_rebuild * 1e3:.1f} |")
+        counts = (np.asarray(nbrs.idx) < n).sum(1)
+        rows.append(f"| {name} | {rule} | {nbrs.max_neighbors} | {counts.max()} /"
+                    f" {counts.mean():.0f} | {t_ef * 1e3:.1f} | {t_rebuild * 1e3:.1f} |")
+    module._owns_pair = hashed
     return n, rows
 
 
@@ -108,8 +109,9 @@ def main():
         "Command: `python benchmarks/bench_scaling_levers.py` (all numbers from one run).",
         machine_line(),
         "",
-        "PME grids as chosen now (OpenMM Reference's rule) and as OpenMM's CPU platform rounds"
-        " them (factors <= 7); float64, rfftn + irfftn, fastest of 5:",
+        "PME grids as derived (OpenMM Reference's rule, chronograd's default) and as OpenMM's"
+        " CPU platform rounds them (System.with_fft_pme_grid); float64, rfftn + irfftn,"
+        " fastest of 5:",
         "",
         "| grid | ms | ms, rounded | ratio |",
         "|---|---|---|---|",
@@ -118,8 +120,9 @@ def main():
         f"Direct-space pairs (LJ + Ewald real space, one output) and neighbor-list rebuild,"
         f" {n}-atom TIP3P box, float64, by atom order:",
         "",
-        "| atom order | pair E+F ms | rebuild ms |",
-        "|---|---|---|",
+        "| atom order | ownership rule | list width | widest / mean row | pair E+F ms |"
+        " rebuild ms |",
+        "|---|---|---|---|---|---|",
         *orders,
     ])
     write_section("scaling-levers", body)
