@@ -72,7 +72,7 @@ def test_unconverged_minimization_is_reported(tmp_path, monkeypatch, status):
     system, pos, box, mols = sc.build_from_force_field("openff-2.2.1.offxml", None, "OCCO",
                                                        None, None, None, None)
     energy = float("nan") if status == "non_finite" else -10.0
-    monkeypatch.setattr(minimize_module, "minimize", lambda s, x, b: minimize_module.
+    monkeypatch.setattr(minimize_module, "minimize", lambda s, x, b, **kw: minimize_module.
                         MinimizeResult(x, energy, 42.0, 80.0, 10000, status))
     monkeypatch.setattr(runner, "simulate", lambda integ, state, steps, **kw: state)
     lines = []

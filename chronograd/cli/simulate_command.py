@@ -222,7 +222,7 @@ def run_simulation(*, system, positions, box, molecules, steps, timestep, temper
             write_topology_pdb(pdb, molecules, full, box, system.n_atoms)
             echo(f"wrote {pdb} (starting structure and topology)")
         if minimize_first:
-            result = minimize(system, positions, box)
+            result = minimize(system, positions, box, precision=precision)
             echo(f"minimized: {result.energy:.2f} kJ/mol ({result.status}, "
                  f"{result.iterations} iterations)")
             if result.status == "non_finite":

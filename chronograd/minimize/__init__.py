@@ -22,7 +22,7 @@ from chronograd.dynamics.constraints import (
 from chronograd.errors import InputError
 from chronograd.minimize.fire import FireState, fire
 from chronograd.minimize.lbfgs import lbfgs_run
-from chronograd.system.forces import force_fn
+from chronograd.system.forces import PRECISIONS, force_fn, to_float32
 from chronograd.system.pairs import choose_neighbor_list
 
 RESTRAINT_K = 1e6  # kJ/mol/nm^2 on constrained distances during L-BFGS
@@ -43,10 +43,17 @@ def _rms(g, n_dof: int):
 
 def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
              tolerance: float = 10.0, max_iterations: int = 10000,
-             neighbor_list: bool | None = None) -> MinimizeResult:
-    """Minimize the potential energy from ``positions`` (nm); returns a MinimizeResult."""
+             neighbor_list: bool | None = None, precision: str = "double") -> MinimizeResult:
+    """Minimize the potential energy from ``positions`` (nm); returns a MinimizeResult.
+
+    ``precision="mixed"``: the minimizer's energy and forces are evaluated in float32 (as the
+    MD integrators' mixed path, and OpenMM's CPU platform, evaluate them) while positions and
+    the L-BFGS history stay float64; the reported energy and forces are evaluated in float64.
+    """
     if method not in ("lbfgs", "fire"):
         raise InputError(f"method must be 'lbfgs' or 'fire', got {method!r}")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     params = system.params if params is None else params
     x, box = system.check_inputs(positions, box)
     x = jnp.asarray(x)
@@ -61,7 +68,7 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     use_nl = choose_neighbor_list(system, neighbor_list)
     nl_fns = system.neighbor_list() if use_nl else None
     programs = _programs(system, method, float(tolerance), int(max_iterations), use_nl, con,
-                         n_dof)
+                         n_dof, precision)
     if con is not None:
         x = programs["shake"](x, x, con, box)
 
@@ -96,21 +103,25 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
                           float(jnp.max(jnp.linalg.norm(f, axis=-1))), iterations, status)
 
 
-def _programs(system, method, tolerance, max_iterations, use_nl, con, n_dof) -> dict:
+def _programs(system, method, tolerance, max_iterations, use_nl, con, n_dof,
+              precision="double") -> dict:
     """The jitted pieces of a minimization, built once per system and options (positions,
-    box and parameters are arguments, so later calls reuse them)."""
-    key = ("minimize", method, tolerance, max_iterations, use_nl, con is None)
+    box and parameters are arguments, so later calls reuse them). ``compute`` (the final
+    report) is float64; the search uses ``precision``."""
+    key = ("minimize", method, tolerance, max_iterations, use_nl, con is None, precision)
     cache = system._cache
     if key in cache:
         return cache[key]
-    compute = force_fn(system, system.neighbor_list() if use_nl else None)
+    nl_fns = system.neighbor_list() if use_nl else None
+    compute = force_fn(system, nl_fns)
+    search_compute = force_fn(system, nl_fns, precision=precision)
 
     def projected(f, xx, box):
         return f if con is None else rattle_velocities(f, xx, con, box)
 
     out = {"compute": jax.jit(compute), "project": jax.jit(projected), "shake": jax.jit(shake)}
     if method == "fire":
-        init, step = fire(compute, con)
+        init, step = fire(search_compute, con)
 
         @jax.jit
         def run(x, nbrs, box, params):
@@ -129,6 +140,12 @@ def _programs(system, method, tolerance, max_iterations, use_nl, con, n_dof) -> 
             return jax.lax.while_loop(cond, body, (s, jnp.asarray(0)))
     else:
         energy = system.energy_fn(neighbor_list=True)
+        if precision == "mixed":
+            double_energy = energy
+
+            def energy(xx, box, params, nbrs):  # float32 inside, float64 out (and its grad)
+                return double_energy(xx.astype(jnp.float32), to_float32(box), to_float32(params),
+                                     nbrs).astype(xx.dtype)
 
         def objective(flat, nbrs, box, params, shape):
             xx = flat.reshape(shape)

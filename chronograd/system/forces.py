@@ -16,7 +16,9 @@ from chronograd.system.virtual_sites import place_virtual_sites
 PRECISIONS = ("double", "mixed")
 
 
-def _single(tree):
+def to_float32(tree):
+    """Every floating array of ``tree`` as float32 (None and integer arrays unchanged)."""
+
     def one(a):
         a = jnp.asarray(a)
         return a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a
@@ -44,8 +46,8 @@ def force_fn(system, neighbor_fns=None, *, precision: str = "double"):
         if neighbors is not None:
             neighbors = neighbor_fns.update(x, neighbors, box)
         if precision == "mixed":
-            u, g = energy(x.astype(jnp.float32), None if box is None else _single(box),
-                          _single(params), neighbors)
+            u, g = energy(x.astype(jnp.float32), None if box is None else to_float32(box),
+                          to_float32(params), neighbors)
             return x, neighbors, u.astype(x.dtype), -g.astype(x.dtype)
         u, g = energy(x, box, params, neighbors)
         return x, neighbors, u, -g
