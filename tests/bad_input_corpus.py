@@ -643,6 +643,8 @@ CASES = [
          "--steps (100) must be a multiple of --report-every (30)"),
     Case("seed-negative", "`simulate --seed -1`", lambda d: simulate_ethanol("--seed", "-1"),
          "--seed must be in 0 .. 2**32 - 1"),
+    Case("pme-grid-unknown", "`simulate --pme-grid fast`", lambda d: simulate_ethanol(
+        "--pme-grid", "fast"), "--pme-grid must be one of fft, exact"),
     Case("density-zero", "`simulate --liquid 10 --density 0`", lambda d: simulate_ethanol(
         "--liquid", "10", "--density", "0"), "--density must be positive"),
     Case("pressure-without-box", "`simulate --pressure 1bar` in vacuum", lambda d:
