@@ -72,7 +72,7 @@ _SCHEMA = {
                 "min_ess": (int, float), "seed": int, "initial_density": (int, float),
                 "density_std_error": (int, float), "hvap_std_error": (int, float),
                 "max_production": int, "validation_production": int,
-                "min_effective_samples": (int, float), "pool": int},
+                "min_effective_samples": (int, float), "pool": int, "precision": str},
     "optimizer": {"method": str, "iterations": int, "learning_rate": (int, float),
                   "memory_size": int, "damping": (int, float), "mutation_scale": (int, float),
                   "temperature": (int, float), "seed": int,
