@@ -176,7 +176,7 @@ def write_topology_pdb(path: Path, molecules, positions, box, n_particles: int) 
 def run_simulation(*, system, positions, box, molecules, steps, timestep, temperature,
                    pressure, friction, integrator, minimize_first, output, report_every,
                    checkpoint, resume, seed, state_data, echo, precision="double",
-                   pme_grid="exact"):
+                   pme_grid="fft"):
     """Build the integrator, check the inputs against the system, then (only then) write the
     starting PDB and run. On a blow-up the last good state is written next to the trajectory
     and the error names it."""

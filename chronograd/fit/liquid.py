@@ -39,6 +39,7 @@ from chronograd import observables
 from chronograd.errors import InputError
 from chronograd.gradients.ensemble import mbar_reference
 from chronograd.gradients.reweighting import effective_sample_size, exp_log_weights, exp_weights
+from chronograd.system.forces import PRECISIONS
 from chronograd.units import BOLTZMANN
 
 
@@ -128,8 +129,6 @@ class LiquidTarget:
         if not (np.isfinite(min_effective_samples) and min_effective_samples >= 0):
             raise InputError(f"target {name!r}: min_effective_samples must be >= 0, got"
                              f" {min_effective_samples}")
-        from chronograd.system.forces import PRECISIONS
-
         if precision not in PRECISIONS:
             raise InputError(f"target {name!r}: precision must be one of"
                              f" {', '.join(PRECISIONS)}, got {precision!r}")

@@ -53,7 +53,7 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     if method not in ("lbfgs", "fire"):
         raise InputError(f"method must be 'lbfgs' or 'fire', got {method!r}")
     if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     params = system.params if params is None else params
     x, box = system.check_inputs(positions, box)
     x = jnp.asarray(x)
