@@ -12,9 +12,16 @@
    list's ownership rule (a hashed bit of each index) and with the parity rule it replaced
    (``(i < j) == (i + j even)``, patched in for the comparison only), which left the rows of
    the builder's order unbalanced and the list wider.
+3. The list's head room. Every row is as wide as the widest row at allocation times the
+   capacity multiplier (1.25, as JAX MD's default), and every padded slot costs a pair
+   evaluation. Timed: the pair pass with lists 1.25x, 1.15x and 1.10x the widest row, on the
+   2.7k- and 26k-atom boxes; and how far the widest row of a Sage water box (2,655 atoms,
+   LangevinMiddle 2 fs, 300 K) moves from its value at allocation over 6 ps, which is what the
+   head room has to cover (beyond it the list overflows and is regrown: correct, but a
+   re-trace).
 
 Each timing is the fastest of 5 calls of one compiled program. Run:
-`python benchmarks/bench_scaling_levers.py` (~2 min).
+`python benchmarks/bench_scaling_levers.py` (~5 min).
 """
 
 from __future__ import annotations
@@ -99,11 +106,63 @@ def order_rows(length_nm: float):
     return n, rows
 
 
+HEADROOM = (1.25, 1.15, 1.10)
+
+
+def headroom_rows(length_nm: float):
+    _, pos, box = water_box(length_nm)
+    n = len(pos)
+    b, x = jnp.asarray(box), jnp.asarray(pos)
+    atoms = {k: jnp.asarray(v) for k, v in pair_bench.tip3p_atoms(n).items()}
+    within = np.array([(0, 1), (0, 2), (1, 2)])
+    exclusions = (3 * np.arange(n // 3)[:, None, None] + within[None]).reshape(-1, 2)
+    fns = neighbor_list(n, pair_bench.CUTOFF, skin=pair_bench.SKIN, exclusions=exclusions)
+    widest = int((np.asarray(fns.allocate(x, b).idx) < n).sum(1).max())
+    times = []
+    for m in HEADROOM:
+        nbrs = fns.allocate(x, b, max_neighbors=int(np.ceil(widest * m)))
+
+        def u(y, nbrs=nbrs):
+            return sum(pp.pair_sum(pair_bench.kernel, y, b, nbrs.pairs(), atoms,
+                                   cutoff=pair_bench.CUTOFF))
+
+        times.append((nbrs.max_neighbors, best_time(jax.jit(jax.value_and_grad(u)), x,
+                                                    repeats=5)))
+    cells = " | ".join(f"{w}: {t * 1e3:.1f}" for w, t in times)
+    return f"| {n} | {widest} | {cells} | {times[0][1] / times[-1][1]:.2f} |"
+
+
+def widest_row_drift(steps: int = 3000):
+    """(widest row at allocation, widest over the run) of a Sage water box's own list."""
+    from bench_md_speed import water
+
+    from chronograd.dynamics import langevin
+    from chronograd.dynamics.runner import simulate
+
+    system, x, _ = water(3.0)
+    n = system.n_atoms
+    integ = langevin(system, timestep=0.002, temperature=300.0, friction=1.0)
+    state = integ.init(x, key=jax.random.key(0), temperature=300.0)
+    seen = []
+
+    class Widest:
+        every = 100
+
+        def report(self, s, info):
+            seen.append(int((np.asarray(s.neighbors.idx) < n).sum(1).max()))
+
+    start = int((np.asarray(state.neighbors.idx) < n).sum(1).max())
+    simulate(integ, state, steps, reporters=[Widest()])
+    return n, start, max(seen), steps * 0.002
+
+
 def main():
     ffts = fft_rows()
     n, orders = order_rows(6.5)
+    headroom = [headroom_rows(3.0), headroom_rows(6.5)]
+    n_md, start, widest, ps = widest_row_drift()
     body = "\n".join([
-        "## Per-atom growth: FFT sizes and atom order (issue 19 c;"
+        "## Per-atom growth: FFT sizes, atom order, list head room (issue 19 c;"
         " `benchmarks/bench_scaling_levers.py`)",
         "",
         "Command: `python benchmarks/bench_scaling_levers.py` (all numbers from one run).",
@@ -124,6 +183,18 @@ def main():
         " rebuild ms |",
         "|---|---|---|---|---|---|",
         *orders,
+        "",
+        "List head room: pair E+F (same kernel, builder's order) with every row"
+        " 1.25x / 1.15x / 1.10x the widest row at allocation (list width: ms):",
+        "",
+        "| atoms | widest row | " + " | ".join(f"{m:g}x" for m in HEADROOM)
+        + f" | time {HEADROOM[0]:g}x / {HEADROOM[-1]:g}x |",
+        "|---|---|---|---|---|---|",
+        *headroom,
+        "",
+        f"Widest row of a Sage water box's own list ({n_md} atoms, LangevinMiddle 2 fs, 300 K,"
+        f" from the minimized box): {start} at allocation, at most {widest} over {ps:g} ps"
+        f" ({widest / start:.3f}x).",
     ])
     write_section("scaling-levers", body)
 
