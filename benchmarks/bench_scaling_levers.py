@@ -60,15 +60,35 @@ def fft_rows():
     return rows
 
 
-def order_rows(length_nm: float):
+def tip3p_box(length_nm: float):
+    """(positions [N, 3], box, per-atom TIP3P parameters, intramolecular exclusions)."""
     _, pos, box = water_box(length_nm)
-    pos = np.asarray(pos)
+    n = len(pos)
+    within = np.array([(0, 1), (0, 2), (1, 2)])
+    exclusions = (3 * np.arange(n // 3)[:, None, None] + within[None]).reshape(-1, 2)
+    return np.asarray(pos), box, pair_bench.tip3p_atoms(n), exclusions
+
+
+def pair_ef_time(x, b, nbrs, atoms) -> float:
+    """Fastest of 5: the pair pass's energy + forces on ``nbrs``."""
+    def u(y):
+        return sum(pp.pair_sum(pair_bench.kernel, y, b, nbrs.pairs(), atoms,
+                               cutoff=pair_bench.CUTOFF))
+
+    return best_time(jax.jit(jax.value_and_grad(u)), x, repeats=5)
+
+
+def row_counts(idx) -> np.ndarray:
+    """Neighbors held by each row of a list (padding is the index N)."""
+    idx = np.asarray(idx)
+    return (idx < idx.shape[0]).sum(1)
+
+
+def order_rows(length_nm: float):
+    pos, box, atoms0, exclusions0 = tip3p_box(length_nm)
     n = len(pos)
     n_mol = n // 3
     b = jnp.asarray(box)
-    atoms0 = pair_bench.tip3p_atoms(n)
-    within = np.array([(0, 1), (0, 2), (1, 2)])
-    exclusions0 = (3 * np.arange(n_mol)[:, None, None] + within[None]).reshape(-1, 2)
     cell = np.floor((pos[::3] % np.diag(np.asarray(box))) / 0.5).astype(int)
     orders = {"builder's order": np.arange(n_mol),
               "molecules shuffled": np.random.default_rng(0).permutation(n_mol),
@@ -92,14 +112,9 @@ def order_rows(length_nm: float):
         fns = neighbor_list(n, pair_bench.CUTOFF, skin=pair_bench.SKIN,
                             exclusions=new_index[exclusions0])
         nbrs = fns.allocate(x, b)
-
-        def u(y, nbrs=nbrs, atoms=atoms):
-            return sum(pp.pair_sum(pair_bench.kernel, y, b, nbrs.pairs(), atoms,
-                                   cutoff=pair_bench.CUTOFF))
-
-        t_ef = best_time(jax.jit(jax.value_and_grad(u)), x, repeats=5)
+        t_ef = pair_ef_time(x, b, nbrs, atoms)
         t_rebuild = best_time(fns.rebuild, x, nbrs, b, repeats=3)
-        counts = (np.asarray(nbrs.idx) < n).sum(1)
+        counts = row_counts(nbrs.idx)
         rows.append(f"| {name} | {rule} | {nbrs.max_neighbors} | {counts.max()} /"
                     f" {counts.mean():.0f} | {t_ef * 1e3:.1f} | {t_rebuild * 1e3:.1f} |")
     module._owns_pair = hashed
@@ -110,24 +125,16 @@ HEADROOM = (1.25, 1.15, 1.10)
 
 
 def headroom_rows(length_nm: float):
-    _, pos, box = water_box(length_nm)
+    pos, box, atoms, exclusions = tip3p_box(length_nm)
     n = len(pos)
     b, x = jnp.asarray(box), jnp.asarray(pos)
-    atoms = {k: jnp.asarray(v) for k, v in pair_bench.tip3p_atoms(n).items()}
-    within = np.array([(0, 1), (0, 2), (1, 2)])
-    exclusions = (3 * np.arange(n // 3)[:, None, None] + within[None]).reshape(-1, 2)
+    atoms = {k: jnp.asarray(v) for k, v in atoms.items()}
     fns = neighbor_list(n, pair_bench.CUTOFF, skin=pair_bench.SKIN, exclusions=exclusions)
-    widest = int((np.asarray(fns.allocate(x, b).idx) < n).sum(1).max())
+    widest = int(row_counts(fns.allocate(x, b).idx).max())
     times = []
     for m in HEADROOM:
         nbrs = fns.allocate(x, b, max_neighbors=int(np.ceil(widest * m)))
-
-        def u(y, nbrs=nbrs):
-            return sum(pp.pair_sum(pair_bench.kernel, y, b, nbrs.pairs(), atoms,
-                                   cutoff=pair_bench.CUTOFF))
-
-        times.append((nbrs.max_neighbors, best_time(jax.jit(jax.value_and_grad(u)), x,
-                                                    repeats=5)))
+        times.append((nbrs.max_neighbors, pair_ef_time(x, b, nbrs, atoms)))
     cells = " | ".join(f"{w}: {t * 1e3:.1f}" for w, t in times)
     return f"| {n} | {widest} | {cells} | {times[0][1] / times[-1][1]:.2f} |"
 
@@ -140,7 +147,6 @@ def widest_row_drift(steps: int = 3000):
     from chronograd.dynamics.runner import simulate
 
     system, x, _ = water(3.0)
-    n = system.n_atoms
     integ = langevin(system, timestep=0.002, temperature=300.0, friction=1.0)
     state = integ.init(x, key=jax.random.key(0), temperature=300.0)
     seen = []
@@ -149,11 +155,11 @@ def widest_row_drift(steps: int = 3000):
         every = 100
 
         def report(self, s, info):
-            seen.append(int((np.asarray(s.neighbors.idx) < n).sum(1).max()))
+            seen.append(int(row_counts(s.neighbors.idx).max()))
 
-    start = int((np.asarray(state.neighbors.idx) < n).sum(1).max())
+    start = int(row_counts(state.neighbors.idx).max())
     simulate(integ, state, steps, reporters=[Widest()])
-    return n, start, max(seen), steps * 0.002
+    return system.n_atoms, start, max(seen), steps * 0.002
 
 
 def main():
