@@ -48,6 +48,7 @@ FITS = {"water": (ROOT / "examples/fit/water_liquid.toml", ROOT / "out/fit-water
                      ROOT / "out/fit-alcohols-liquid")}
 BASE = "openff-2.2.1.offxml"
 CACHE = ROOT / "out/bench-liquid-openmm.json"
+JOBS = 2  # simulations at once (--jobs)
 T, P = 298.15, 1.01325
 R = 0.00831446261815324  # kJ/mol/K
 
@@ -173,13 +174,14 @@ def _job_key(offxml, smiles, n, equil_ps, prod_ps, gas_ns):
 
 
 def _cached(job, keys, args_list, what):
-    """``job(a)`` for each a of ``args_list`` whose key the cache lacks, two at a time (one
-    per core), each result written to the cache as it comes; every key's result."""
+    """``job(a)`` for each a of ``args_list`` whose key the cache lacks, ``JOBS`` at a time
+    (default two, one per core), each result written to the cache as it comes; every key's
+    result."""
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     todo = {k: a for k, a in zip(keys, args_list, strict=True) if k not in cache}
     print(f"{what}: {len(keys) - len(todo)} of {len(keys)} runs from {CACHE.name},"
           f" {len(todo)} to run", flush=True)
-    with ProcessPoolExecutor(2) as pool:
+    with ProcessPoolExecutor(JOBS) as pool:
         futures = {pool.submit(job, a): k for k, a in todo.items()}
         for f in as_completed(futures):
             cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
@@ -256,10 +258,15 @@ def main():
     ap.add_argument("--gas-ns", type=float, default=2.0)
     ap.add_argument("--cg-ps", type=float, default=0.0,
                     help="chronograd validation runs of this many ps (default: the fit's own)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="simulations run at once (default 2, one per core; 1 beside another"
+                    " job)")
     ap.add_argument("--baseline-only", action="store_true",
                     help="run (and cache) only the Sage 2.2.1 simulations (OpenMM; with --cg-ps,"
                     " chronograd's too); no fit needed")
     args = ap.parse_args()
+    global JOBS
+    JOBS = max(1, args.jobs)
     import tomllib
 
     from chronograd.fit import load_config
