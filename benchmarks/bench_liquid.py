@@ -265,8 +265,10 @@ def main():
                     help="run (and cache) only the Sage 2.2.1 simulations (OpenMM; with --cg-ps,"
                     " chronograd's too); no fit needed")
     args = ap.parse_args()
+    if args.jobs < 1:
+        ap.error(f"--jobs must be at least 1, got {args.jobs}")
     global JOBS
-    JOBS = max(1, args.jobs)
+    JOBS = args.jobs
     import tomllib
 
     from chronograd.fit import load_config
