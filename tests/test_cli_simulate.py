@@ -58,7 +58,7 @@ def test_bad_input_is_one_line(tmp_path, args, expect):
     assert expect in res.stderr and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("status", ["max_iterations", "non_finite"])
+@pytest.mark.parametrize("status", ["max_iterations", "stalled", "non_finite"])
 def test_unconverged_minimization_is_reported(tmp_path, monkeypatch, status):
     """A minimization that stops at its iteration limit prints a warning before dynamics; a
     non-finite one stops the run with one line (issue 19's ibuprofen run went on silently)."""
@@ -89,6 +89,9 @@ def test_unconverged_minimization_is_reported(tmp_path, monkeypatch, status):
     sc.run_simulation(**run)
     warning = [w for w in lines if w.startswith("warning: minimization stopped")]
     assert warning and "RMS force of 42" in warning[0]
+    why = {"max_iterations": "at its iteration limit",
+           "stalled": "where its line search found no lower energy"}[status]
+    assert why in warning[0]
 
 
 def test_pme_grid_is_rounded_for_ffts_unless_exact_is_asked():

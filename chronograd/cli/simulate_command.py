@@ -229,8 +229,10 @@ def run_simulation(*, system, positions, box, molecules, steps, timestep, temper
                 raise InputError("--minimize reached a non-finite energy; check the starting"
                                  " structure for overlapping atoms")
             if result.status != "converged":
-                echo(f"warning: minimization stopped at its iteration limit with an RMS force"
-                     f" of {result.rms_force:.3g} kJ/mol/nm (tolerance 10); dynamics starts"
+                why = ("at its iteration limit" if result.status == "max_iterations" else
+                       "where its line search found no lower energy")
+                echo(f"warning: minimization stopped {why} with an RMS force of"
+                     f" {result.rms_force:.3g} kJ/mol/nm (tolerance 10); dynamics starts"
                      " from there")
             positions = result.positions
         state = integ.init(positions, key=jax.random.key(seed), box=box,

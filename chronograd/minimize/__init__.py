@@ -2,7 +2,9 @@
 
 Converges when the root-mean-square force component falls below ``tolerance`` (kJ/mol/nm;
 OpenMM's LocalEnergyMinimizer criterion and default, 10). The result carries a status instead
-of raising inside the loop: "converged", "max_iterations" or "non_finite".
+of raising inside the loop: "converged", "max_iterations" (the iteration budget is spent),
+"stalled" (the search ended inside its budget, still above tolerance: the line search found
+no lower energy; the float64 polish below could not finish it) or "non_finite".
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     ``precision="mixed"``: the minimizer's energy and forces are evaluated in float32 (as the
     MD integrators' mixed path, and OpenMM's CPU platform, evaluate them) while positions and
     the L-BFGS history stay float64; the reported energy and forces are evaluated in float64.
+    Where the float64 RMS force is still above ``tolerance`` when the search ends inside its
+    budget (float32 forces met it, or SHAKE's projection of a restrained result moved the
+    structure), the search continues in float64 from there with the iterations left;
+    ``iterations`` counts both.
     """
     if method not in ("lbfgs", "fire"):
         raise InputError(f"method must be 'lbfgs' or 'fire', got {method!r}")
@@ -67,48 +73,77 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
                             np.where(masses > 0, 1.0, 0.0), settle=False)
     use_nl = choose_neighbor_list(system, neighbor_list)
     nl_fns = system.neighbor_list() if use_nl else None
-    programs = _programs(system, method, float(tolerance), int(max_iterations), use_nl, con,
-                         n_dof, precision)
+    programs = _programs(system, method, float(tolerance), use_nl, con, n_dof, precision)
     if con is not None:
         x = programs["shake"](x, x, con, box)
-
-    if method == "fire":
-        run = programs["run"]
-        nbrs = None if nl_fns is None else nl_fns.allocate(x, box)
-        s, iters = run(x, nbrs, box, params)
-        if s.neighbors is not None and bool(s.neighbors.did_overflow):
-            s, more = run(s.positions, nl_fns.allocate(s.positions, box), box, params)
-            iters = iters + more
-        x_final, iterations = s.positions, int(iters)
-    else:
-        run = programs["run"]
-        flat, iterations = x.ravel(), 0
-        chunk = max_iterations if nl_fns is None else min(max_iterations, 200)
-        while True:
-            nbrs = None if nl_fns is None else nl_fns.allocate(flat.reshape(x.shape), box)
-            flat, _, k = run(flat, nbrs, box, params, chunk)
-            iterations += int(k)
-            if int(k) < chunk or iterations >= max_iterations or nl_fns is None:
-                break
-        x_final = flat.reshape(x.shape)
-        if con is not None:
-            x_final = programs["shake"](x_final, x_final, con, box)
-    nbrs = None if nl_fns is None else nl_fns.allocate(x_final, box)
-    x_final, _, u, f = programs["compute"](x_final, box, params, nbrs)
-    f = programs["project"](f, x_final, box)
-    rms = float(_rms(f, n_dof))
-    status = ("non_finite" if not np.isfinite(float(u)) else
-              "converged" if rms < tolerance else "max_iterations")
-    return MinimizeResult(np.asarray(x_final), float(u), rms,
+    x_final, iterations = _search(programs, method, x, box, params, nl_fns, con,
+                                  int(max_iterations))
+    x_final, u, f, rms = _report(programs, x_final, box, params, nl_fns, n_dof)
+    # A search can end inside its budget with the float64 report above tolerance: a float32
+    # search met its tolerance in float32 forces, or SHAKE moved the restrained L-BFGS result
+    # off the restrained minimum (bonds stretched by force / 2k; after projection the other
+    # terms feel the shift: a floor of ~1 kJ/mol/nm on ethylene glycol, ~4 on a water box at
+    # k = 1e6). Polish in float64 from there with the iterations left: a float32 search first
+    # at the same restraint, then 100x stiffer each round, as OpenMM's LocalEnergyMinimizer
+    # escalates its restraints.
+    rounds = (RESTRAINT_K,) if precision == "mixed" else ()  # float64 at the same restraint
+    for stiffness in rounds + (RESTRAINT_K * 100.0, RESTRAINT_K * 1e4):
+        if not (np.isfinite(u) and rms >= tolerance and iterations < max_iterations):
+            break
+        double = _programs(system, method, float(tolerance), use_nl, con, n_dof, "double")
+        x_polish, k = _search(double, method, x_final, box, params, nl_fns, con,
+                              int(max_iterations) - iterations, stiffness)
+        if k == 0:
+            break
+        iterations += k
+        x_final, u, f, rms = _report(double, x_polish, box, params, nl_fns, n_dof)
+    status = ("non_finite" if not np.isfinite(u) else
+              "converged" if rms < tolerance else
+              "max_iterations" if iterations >= max_iterations else "stalled")
+    return MinimizeResult(np.asarray(x_final), u, rms,
                           float(jnp.max(jnp.linalg.norm(f, axis=-1))), iterations, status)
 
 
-def _programs(system, method, tolerance, max_iterations, use_nl, con, n_dof,
-              precision="double") -> dict:
+def _search(programs, method, x, box, params, nl_fns, con, budget, stiffness=RESTRAINT_K):
+    """One minimizer run from ``x`` with at most ``budget`` iterations (neighbor lists
+    reallocated between chunks); constrained L-BFGS results are SHAKE-projected."""
+    run = programs["run"]
+    if method == "fire":
+        nbrs = None if nl_fns is None else nl_fns.allocate(x, box)
+        s, iters = run(x, nbrs, box, params, budget)
+        if s.neighbors is not None and bool(s.neighbors.did_overflow):
+            s, more = run(s.positions, nl_fns.allocate(s.positions, box), box, params,
+                          budget - int(iters))
+            iters = iters + more
+        return s.positions, int(iters)
+    flat, iterations = x.ravel(), 0
+    chunk = budget if nl_fns is None else min(budget, 200)
+    while True:
+        nbrs = None if nl_fns is None else nl_fns.allocate(flat.reshape(x.shape), box)
+        flat, _, k = run(flat, nbrs, box, params, min(chunk, budget - iterations),
+                         stiffness)
+        iterations += int(k)
+        if int(k) < chunk or iterations >= budget or nl_fns is None:
+            break
+    x_final = flat.reshape(x.shape)
+    if con is not None:
+        x_final = programs["shake"](x_final, x_final, con, box)
+    return x_final, iterations
+
+
+def _report(programs, x, box, params, nl_fns, n_dof):
+    """Energy, constraint-projected forces and RMS force in float64 at ``x``."""
+    nbrs = None if nl_fns is None else nl_fns.allocate(x, box)
+    x, _, u, f = programs["compute"](x, box, params, nbrs)
+    f = programs["project"](f, x, box)
+    return x, float(u), f, float(_rms(f, n_dof))
+
+
+def _programs(system, method, tolerance, use_nl, con, n_dof, precision="double") -> dict:
     """The jitted pieces of a minimization, built once per system and options (positions,
     box and parameters are arguments, so later calls reuse them). ``compute`` (the final
     report) is float64; the search uses ``precision``."""
-    key = ("minimize", method, tolerance, max_iterations, use_nl, con is None, precision)
+    key = ("minimize", method, tolerance, use_nl, con is None, precision)
     cache = system._cache
     if key in cache:
         return cache[key]
@@ -124,12 +159,12 @@ def _programs(system, method, tolerance, max_iterations, use_nl, con, n_dof,
         init, step = fire(search_compute, con)
 
         @jax.jit
-        def run(x, nbrs, box, params):
+        def run(x, nbrs, box, params, budget):
             s = init(x, box, params, nbrs)
 
             def cond(c):
                 s, k = c
-                return ((k < max_iterations) & (_rms(projected(s.forces, s.positions, box),
+                return ((k < budget) & (_rms(projected(s.forces, s.positions, box),
                                                      n_dof) >= tolerance)
                         & jnp.isfinite(s.energy))
 
@@ -147,18 +182,18 @@ def _programs(system, method, tolerance, max_iterations, use_nl, con, n_dof,
                 return double_energy(xx.astype(jnp.float32), to_float32(box), to_float32(params),
                                      nbrs).astype(xx.dtype)
 
-        def objective(flat, nbrs, box, params, shape):
+        def objective(flat, nbrs, box, params, shape, stiffness):
             xx = flat.reshape(shape)
             u = energy(xx, box, params, nbrs)
             if con is not None:
                 r = jnp.linalg.norm(bond_vectors(xx, con.pairs, box), axis=-1)
-                u = u + RESTRAINT_K * jnp.sum((r - con.distances) ** 2)
+                u = u + stiffness * jnp.sum((r - con.distances) ** 2)
             return u
 
         @jax.jit
-        def run(flat, nbrs, box, params, budget):
+        def run(flat, nbrs, box, params, budget, stiffness=RESTRAINT_K):
             shape = (flat.shape[0] // system.dim, system.dim)
-            return lbfgs_run(lambda f: objective(f, nbrs, box, params, shape), flat,
+            return lbfgs_run(lambda f: objective(f, nbrs, box, params, shape, stiffness), flat,
                              max_iterations=budget, tolerance=tolerance,
                              rms_force=lambda g: _rms(g, n_dof))
     out["run"] = run
