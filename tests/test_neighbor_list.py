@@ -142,3 +142,32 @@ def test_rows_are_balanced_whatever_the_atom_order():
         assert nbrs.cell_dims is not None  # the cell search, where the rule applies
         counts = (np.asarray(nbrs.idx) < n).sum(1)
         assert counts.max() <= 1.22 * counts.mean(), (counts.max(), counts.mean())
+
+
+def test_head_room_rows_and_cells():
+    """Rows get ``capacity_multiplier`` over the widest row at allocation, cells
+    ``cell_capacity_multiplier`` over the fullest cell; a System's list keeps 1.15x on rows
+    (issue 19: the pair pass costs in proportion to the width) and 1.25x on cells."""
+    rng = np.random.default_rng(7)
+    n, width = 1500, 4.0
+    box = np.diag([width] * 3)
+    pos = rng.uniform(0, width, size=(n, 3))
+    fns = neighbor_list(n, 0.6, skin=0.1, capacity_multiplier=1.1, cells=True,
+                        cell_capacity_multiplier=1.5)
+    nbrs = fns.allocate(pos, box)
+    wide = fns.allocate(pos, box, max_neighbors=n - 1, cell_capacity=nbrs.cell_capacity)
+    widest = int(np.max(np.sum(np.asarray(wide.idx) < n, axis=1)))
+    assert nbrs.max_neighbors == int(np.ceil(widest * 1.1))
+    dims = np.asarray(nbrs.cell_dims)
+    c = np.minimum((pos / width * dims).astype(int), dims - 1)
+    fullest = int(np.max(np.bincount((c[:, 0] * dims[1] + c[:, 1]) * dims[2] + c[:, 2])))
+    assert nbrs.cell_capacity == int(np.ceil(fullest * 1.5)) + 1
+    assert pair_set(nbrs, n) == pair_set(wide, n)
+
+    omm, x, box = water_box(method=app.PME, box_nm=2.5)
+    system = cg.from_openmm(omm)
+    lst = system.neighbor_list().allocate(x, box)
+    full = system.neighbor_list().allocate(x, box, max_neighbors=system.n_atoms - 1)
+    widest = int(np.max(np.sum(np.asarray(full.idx) < system.n_atoms, axis=1)))
+    # allocation counts a row before its excluded partners (2 in a water) are dropped
+    assert np.ceil(widest * 1.15) <= lst.max_neighbors <= np.ceil((widest + 2) * 1.15)

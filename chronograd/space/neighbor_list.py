@@ -215,6 +215,7 @@ def neighbor_list(
     capacity_multiplier: float = 1.25,
     chunk_size: int = 256,
     cells: bool | None = None,
+    cell_capacity_multiplier: float | None = None,
 ) -> NeighborListFns:
     """Make a neighbor list for ``n_atoms`` atoms.
 
@@ -228,11 +229,16 @@ def neighbor_list(
         chunk_size: atoms processed at once while building (bounds peak memory).
         cells: True to search a cell grid whenever the box holds 5 cells per axis, False to
             search all atoms, None (default) to choose whichever examines fewer candidates.
+        cell_capacity_multiplier: head room over the fullest cell at allocation (None: the
+            same as ``capacity_multiplier``). A cell holds ~10 atoms where a row holds
+            hundreds, so its count fluctuates more in relative terms.
 
     Returns:
         NeighborListFns(allocate, update).
     """
     list_cutoff = float(cutoff) + float(skin)
+    cell_multiplier = (capacity_multiplier if cell_capacity_multiplier is None
+                       else float(cell_capacity_multiplier))
     keys = _exclusions(exclusions, n_atoms)
     n = int(n_atoms)
 
@@ -319,7 +325,7 @@ def neighbor_list(
             cell_capacity = 0
             if dims is not None:
                 _, _, max_cell = cell_table_jit(positions, box, dims, 1)
-                cell_capacity = int(math.ceil(int(max_cell) * capacity_multiplier)) + 1
+                cell_capacity = int(math.ceil(int(max_cell) * cell_multiplier)) + 1
                 if not _cells_pay(cell_capacity):
                     dims, cell_capacity = None, 0
         if max_neighbors is None:
