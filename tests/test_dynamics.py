@@ -227,6 +227,27 @@ def test_restart_from_checkpoint_is_bit_identical(small_water_box, tmp_path):
     assert np.array_equal(np.asarray(resumed.velocities), np.asarray(full.velocities))
 
 
+def test_overflowing_list_is_regrown_and_the_chunk_rerun(small_water_box):
+    """A list with no head room overflows within a chunk; the runner regrows it (wider than
+    before, so the replay cannot overflow at the same step again) and re-runs the chunk: the
+    same trajectory as with a roomy list."""
+    from chronograd.space.neighbor_list import regrow
+
+    system, x, box = small_water_box
+    integ = langevin(system, timestep=0.002, temperature=300.0)
+    s0 = integ.init(x, key=jax.random.key(5), temperature=300.0)
+    fns = system.neighbor_list()
+    tight = fns.allocate(x, box, max_neighbors=int(s0.neighbors.max_neighbors / 1.15))
+    assert not bool(fns.update(jnp.asarray(x), tight, jnp.asarray(box)).did_overflow)
+    roomy = fns.allocate(x, box, max_neighbors=2 * s0.neighbors.max_neighbors)
+    grown = regrow(fns, jnp.asarray(x), tight, jnp.asarray(box))
+    assert grown.max_neighbors >= 1.25 * tight.max_neighbors
+    a = simulate(integ, s0._replace(neighbors=tight), 100, chunk=50)
+    b = simulate(integ, s0._replace(neighbors=roomy), 100, chunk=50)
+    assert a.neighbors.max_neighbors > tight.max_neighbors
+    assert np.allclose(np.asarray(a.positions), np.asarray(b.positions), atol=1e-9, rtol=0)
+
+
 def test_same_key_same_run_and_blow_up_is_named(small_water_box):
     system, x, box = small_water_box
     integ = langevin(system, timestep=0.002, temperature=300.0)

@@ -18,6 +18,7 @@ import numpy as np
 
 from chronograd.dynamics.state import MDState
 from chronograd.errors import ChronogradError
+from chronograd.space.neighbor_list import regrow
 
 _COMPILED: dict = {}  # (id(integrator), id(barostat), length) -> (integrator, barostat, fn)
 _COMPILED_MAX = 8
@@ -114,8 +115,8 @@ def simulate(integrator, state: MDState, n_steps: int, *, params=None, reporters
             lambda a, lo=done, n=length: jnp.asarray(a)[lo:lo + n], protocol)
         new, (energies, speeds) = run(state, params, p)
         if new.neighbors is not None and bool(new.neighbors.did_overflow):
-            fns = integrator.neighbor_fns
-            grown = fns.allocate(state.positions, state.box)
+            grown = regrow(integrator.neighbor_fns, state.positions, state.neighbors,
+                           state.box)
             state = state._replace(neighbors=grown)
             continue  # re-run this chunk with the larger list
         energies, speeds = np.asarray(energies), np.asarray(speeds)

@@ -415,6 +415,22 @@ def update_or_regrow(fns: NeighborListFns, positions, nbrs: NeighborList, box=No
     return new, False
 
 
+def regrow(fns: NeighborListFns, positions, old: NeighborList, box=None,
+           factor: float = 1.25) -> NeighborList:
+    """A list for ``positions`` after ``old`` overflowed somewhere past them (a chunk of MD
+    replayed from its start): allocated afresh, and at least ``factor`` wider than ``old`` in
+    rows and cells, since the counts at ``positions`` may be the ones ``old`` was sized from
+    (re-running with the same capacities would overflow again, at the same step)."""
+    new = fns.allocate(positions, box)
+    if new.cell_dims != old.cell_dims:  # the box changed the grid: sized afresh
+        return new
+    n = old.idx.shape[0]
+    rows = min(max(n - 1, 1), max(new.max_neighbors, math.ceil(old.max_neighbors * factor)))
+    cells = None if new.cell_dims is None else max(  # None: the same all-atoms choice
+        new.cell_capacity, math.ceil(old.cell_capacity * factor) + 1)
+    return fns.allocate(positions, box, max_neighbors=rows, cell_capacity=cells)
+
+
 @functools.lru_cache(maxsize=64)
 def _unskinned(n_atoms: int, cutoff: float, exclusions: tuple) -> NeighborListFns:
     return neighbor_list(n_atoms, cutoff, skin=0.0,
