@@ -3,8 +3,8 @@
 Converges when the root-mean-square force component falls below ``tolerance`` (kJ/mol/nm;
 OpenMM's LocalEnergyMinimizer criterion and default, 10). The result carries a status instead
 of raising inside the loop: "converged", "max_iterations" (the iteration budget is spent),
-"stalled" (the search ended inside its budget, still above tolerance: the line search found
-no lower energy; the float64 polish below could not finish it) or "non_finite".
+"stalled" (the search and its float64 polish ended inside the budget, still above
+tolerance) or "non_finite".
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     the L-BFGS history stay float64; the reported energy and forces are evaluated in float64.
     Where the float64 RMS force is still above ``tolerance`` when the search ends inside its
     budget (float32 forces met it, or SHAKE's projection of a restrained result moved the
-    structure), the search continues in float64 from there with the iterations left;
-    ``iterations`` counts both.
+    structure), the search continues in float64 from there with the iterations left and
+    stiffer constraint restraints; ``iterations`` counts all of it.
     """
     if method not in ("lbfgs", "fire"):
         raise InputError(f"method must be 'lbfgs' or 'fire', got {method!r}")
@@ -83,9 +83,9 @@ def minimize(system, positions, box=None, *, params=None, method: str = "lbfgs",
     # search met its tolerance in float32 forces, or SHAKE moved the restrained L-BFGS result
     # off the restrained minimum (bonds stretched by force / 2k; after projection the other
     # terms feel the shift: a floor of ~1 kJ/mol/nm on ethylene glycol, ~4 on a water box at
-    # k = 1e6). Polish in float64 from there with the iterations left: a float32 search first
-    # at the same restraint, then 100x stiffer each round, as OpenMM's LocalEnergyMinimizer
-    # escalates its restraints.
+    # k = 1e6). Polish in float64 from there with the iterations left: after a float32 search
+    # first at the same restraint, then 100x stiffer each round, as OpenMM's
+    # LocalEnergyMinimizer escalates its restraints (FIRE projects instead; it ignores k).
     rounds = (RESTRAINT_K,) if precision == "mixed" else ()  # float64 at the same restraint
     for stiffness in rounds + (RESTRAINT_K * 100.0, RESTRAINT_K * 1e4):
         if not (np.isfinite(u) and rms >= tolerance and iterations < max_iterations):
