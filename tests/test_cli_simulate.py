@@ -90,7 +90,7 @@ def test_unconverged_minimization_is_reported(tmp_path, monkeypatch, status):
     warning = [w for w in lines if w.startswith("warning: minimization stopped")]
     assert warning and "RMS force of 42" in warning[0]
     why = {"max_iterations": "at its iteration limit",
-           "stalled": "where its line search found no lower energy"}[status]
+           "stalled": "short of its tolerance (no further decrease found)"}[status]
     assert why in warning[0]
 
 

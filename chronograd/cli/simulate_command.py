@@ -230,7 +230,7 @@ def run_simulation(*, system, positions, box, molecules, steps, timestep, temper
                                  " structure for overlapping atoms")
             if result.status != "converged":
                 why = ("at its iteration limit" if result.status == "max_iterations" else
-                       "where its line search found no lower energy")
+                       "short of its tolerance (no further decrease found)")
                 echo(f"warning: minimization stopped {why} with an RMS force of"
                      f" {result.rms_force:.3g} kJ/mol/nm (tolerance 10); dynamics starts"
                      " from there")
