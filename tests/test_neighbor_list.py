@@ -164,6 +164,10 @@ def test_head_room_rows_and_cells():
     assert nbrs.cell_capacity == int(np.ceil(fullest * 1.5)) + 1
     assert pair_set(nbrs, n) == pair_set(wide, n)
 
+    for bad in ({"capacity_multiplier": 0.9}, {"cell_capacity_multiplier": float("nan")}):
+        with pytest.raises(cg.InputError, match="must be a finite number >= 1"):
+            neighbor_list(n, 0.6, **bad)
+
     omm, x, box = water_box(method=app.PME, box_nm=2.5)
     system = cg.from_openmm(omm)
     lst = system.neighbor_list().allocate(x, box)

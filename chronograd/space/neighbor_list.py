@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chronograd.errors import InputError
 from chronograd.space.periodic import (
     check_reduced_box,
     minimum_image,
@@ -239,6 +240,11 @@ def neighbor_list(
     list_cutoff = float(cutoff) + float(skin)
     cell_multiplier = (capacity_multiplier if cell_capacity_multiplier is None
                        else float(cell_capacity_multiplier))
+    for name, value in (("capacity_multiplier", capacity_multiplier),
+                        ("cell_capacity_multiplier", cell_multiplier)):
+        if not (math.isfinite(float(value)) and float(value) >= 1.0):
+            raise InputError(f"{name} must be a finite number >= 1 (head room over the counts"
+                             f" at allocation), got {value!r}")
     keys = _exclusions(exclusions, n_atoms)
     n = int(n_atoms)
 
