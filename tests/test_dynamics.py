@@ -81,7 +81,10 @@ def test_langevin_harmonic_trap_temperature_and_variance(scheme):
     simulate(integ, state, 6000, reporters=[rep, Temps()])
     assert relative_variance(np.stack(rep.frames)) == pytest.approx(BOLTZMANN * temp / k,
                                                                     rel=0.03)
-    if scheme == "baoab":  # on-step velocities: the kinetic temperature is exact
+    # BAOAB's on-step velocities run cold by w^2 dt^2 / 4 per harmonic mode: 3e-4 for these
+    # relative coordinates (w^2 = k / (m/2)), half of the degrees of freedom; the free centres
+    # of mass are exact. The water-box check of both schemes is in test_dynamics_ensembles.py
+    if scheme == "baoab":
         assert np.mean(temps) == pytest.approx(temp, rel=0.01)
 
 
