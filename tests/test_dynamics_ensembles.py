@@ -31,7 +31,7 @@ class Temperatures:
     """Kinetic temperature every ``every`` steps, of the state's velocities or (``half_step``)
     of BAOAB's half-step velocities, those right after its O step: P(v - dt/2 F/m), P the
     constraint projection. BAOAB's on-step velocities are cold by O(dt^2): by w^2 dt^2 / 4 for
-    a harmonic mode of frequency w (Leimkuhler & Matthews 2013), ~0.6 % here at 2 fs from the
+    a harmonic mode of frequency w (Leimkuhler & Matthews 2013), ~0.5 % here at 2 fs from the
     rigid waters' librations; its half-step velocities (those LangevinMiddle reports) are exact
     in the harmonic limit."""
 

@@ -177,7 +177,7 @@ def langevin(system, *, timestep: float, temperature: float, friction: float = 1
     doi:10.1021/acs.jpca.9b02771); the half-step velocities' kinetic temperature is exact
     for harmonic modes. scheme="baoab": Leimkuhler & Matthews' BAOAB with on-step velocities
     (Appl. Math. Res. Express 2013, 34, doi:10.1093/amrx/abs010), whose kinetic temperature
-    runs cold by O(dt^2) (w^2 dt^2 / 4 for a mode of frequency w: ~0.6 % for rigid water at
+    runs cold by O(dt^2) (w^2 dt^2 / 4 for a mode of frequency w: ~0.5 % for rigid water at
     2 fs); its velocities right after the O step, P(v - dt/2 F/m), are what the middle
     scheme reports.
     ``friction`` in 1/ps; ``temperature`` in K, overridable per step as
