@@ -54,9 +54,15 @@ def test_gradient_at_the_sampled_parameters_is_the_fluctuation_formula(water):
                              temperature=T, wrt=fp.indices)
     np.testing.assert_allclose(jac["density"], d_rho.flat, rtol=1e-8)
     np.testing.assert_allclose(jac["hvap"], d_ug.flat - d_ul.flat / 256, rtol=1e-8)
-    # water's sigma moves the density strongly; the sign is physical (bigger O, less dense)
+    # 20 frames of 2 ps hold ~2 effective samples of the density (measured: d rho/d sigma
+    # +0.16 +- 4.5 g/cm^3/nm, statistical inefficiency 10): the sign of the effect is not
+    # in this sample, and the estimator must say so rather than look confident. The sign
+    # itself is checked where a run resolves it (test_gradients_liquid: 100 ps against
+    # re-simulated finite differences; below: sigma + 5 % re-simulated is less dense).
     labels = [parameter_labels(ff.params, ff.row_info)[i] for i in fp.indices]
-    assert jac["density"][["sigma" in lab for lab in labels].index(True)] < 0
+    k = ["sigma" in lab for lab in labels].index(True)
+    assert d_rho.std_error[k] > 0
+    assert d_rho.verdict.startswith("untrustworthy"), d_rho.verdict
 
 
 @pytest.mark.slow
